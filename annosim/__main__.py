@@ -1,0 +1,5 @@
+import sys
+
+from annosim.cli import main
+
+sys.exit(main())

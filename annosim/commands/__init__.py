@@ -1,0 +1,1 @@
+"""Subcommands of the ``annosim`` CLI, one module per concern (see :mod:`annosim.cli`)."""
