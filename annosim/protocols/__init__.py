@@ -1,0 +1,1 @@
+"""Simulated-annotator protocols (DESIGN section 5)."""

@@ -1,0 +1,118 @@
+"""Types shared by every protocol: prompts, per-round outcomes, the protocol interface."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from annosim.models.base import SliceModel
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt given to the model, as written to ``prompts.jsonl``.
+
+    ``kind`` is ``"point"`` (with ``y, x, positive``), ``"box"`` (with ``box = (y0, x0, y1, x1)``)
+    or ``"mask"``; ``z`` is the slice (volume axis 0 index).
+    """
+
+    kind: str
+    z: int
+    y: int | None = None
+    x: int | None = None
+    positive: bool | None = None
+    box: tuple[int, int, int, int] | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """JSON-able fields of DESIGN section 4 (without case/label/setting/round)."""
+        rec: dict[str, Any] = {"kind": self.kind, "z": int(self.z)}
+        if self.kind == "point":
+            rec.update(y=int(self.y), x=int(self.x), positive=bool(self.positive))  # type: ignore[arg-type]
+        elif self.kind == "box":
+            y0, x0, y1, x1 = self.box  # type: ignore[misc]
+            rec.update(y0=int(y0), x0=int(x0), y1=int(y1), x1=int(x1))
+        return rec
+
+
+@dataclass
+class RoundOutcome:
+    """What one round of a protocol produced.
+
+    Attributes
+    ----------
+    round : int
+        1-based round number.
+    prediction : ndarray of bool, shape (Z, Y, X)
+        The whole-volume prediction after this round's propagation.
+    prompts : list of Prompt
+        Prompts given in this round, in order.
+    annotated_slices : int
+        Distinct slices prompted so far (a slice picked twice counts once).
+    clicks : int
+        Clicks that reached the model so far (cumulative).
+    model_seconds : float
+        Wall time spent inside model calls during this round.
+    """
+
+    round: int
+    prediction: np.ndarray
+    prompts: list[Prompt] = field(default_factory=list)
+    annotated_slices: int = 0
+    clicks: int = 0
+    model_seconds: float = 0.0
+
+
+class ModelTimer:
+    """Wraps a model and accumulates the wall time of its calls (``seconds``)."""
+
+    def __init__(self, model: SliceModel) -> None:
+        self.model = model
+        self.seconds = 0.0
+
+    def __call__(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return getattr(self.model, method)(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def lap(self) -> float:
+        """Seconds since the last lap (and reset)."""
+        s, self.seconds = self.seconds, 0.0
+        return s
+
+
+class Protocol:
+    """A simulated annotator. Subclasses set :attr:`name` and implement :meth:`run_object`.
+
+    ``orientation`` names the orientation the protocol requires (``None``: the user's choice);
+    ``model_options`` are passed to ``model.configure_protocol`` when the model has it.
+    """
+
+    name: str = "protocol"
+    orientation: str | None = None
+    model_options: dict[str, Any] = {}
+    #: Optional model methods the protocol calls (checked before a run starts).
+    requires: tuple[str, ...] = ("add_clicks", "propagate")
+
+    def describe(self) -> dict[str, Any]:
+        """Name and parameters, recorded in run.json."""
+        return {"name": self.name}
+
+    def run_object(
+        self,
+        model: SliceModel,
+        gt: np.ndarray,
+        frames: np.ndarray | None,
+        rng: np.random.Generator,
+    ) -> Iterator[RoundOutcome]:
+        """Drive ``model`` on one object with truth ``gt`` (bool (Z, Y, X)) in one setting.
+
+        ``frames`` are the setting's slice indices (``None`` = all). ``model.set_volume`` has been
+        called; the protocol calls ``model.start_object(frames)`` itself. Yields one outcome per
+        round; stops early when the protocol's rules say so.
+        """
+        raise NotImplementedError
