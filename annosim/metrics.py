@@ -21,11 +21,13 @@ agree to about 1e-7 relative.
 
 Empty masks (MONAI's value in brackets):
 
-* prediction empty, truth not: dice 0, nsd 0 [0], hd95 nan [inf]. nan rather than inf so that an
-  empty prediction is visibly "undefined" and is skipped by nan-aware means instead of turning
-  every mean into inf; ``dice`` and ``nsd`` already score the miss as 0.
+* prediction empty, truth not: dice 0, nsd 0 [0], hd95 nan [nan]. MONAI gives every border
+  voxel an infinite distance; its plain Hausdorff distance is then inf, and its 95th percentile
+  interpolates between infinities (inf - inf) and comes out nan. nan is also the value wanted
+  here: the distance is undefined, nan-aware means skip it instead of turning into inf, and
+  ``dice`` and ``nsd`` already score the miss as 0.
 * truth empty, prediction not: dice 0 [MONAI ``compute_dice`` nan with its default
-  ``ignore_empty=True``], nsd 0 [0], hd95 nan [inf]. Not produced by the he2024 protocol (every
+  ``ignore_empty=True``], nsd 0 [0], hd95 nan [nan]. Not produced by the he2024 protocol (every
   object has truth), handled so that nothing crashes.
 * both empty: dice 1, nsd 1 [nan], hd95 0 [nan]: nothing to disagree about, consistent with the
   per-slice Dice used for slice selection, where a slice empty in both counts as perfect.
@@ -212,7 +214,7 @@ def nsd(pred: np.ndarray, gt: np.ndarray, spacing: Spacing, tolerance_mm: float 
     """Normalised surface Dice of bool masks at ``tolerance_mm``; ``spacing`` in mm per array axis.
 
     Equals MONAI's ``compute_surface_dice(class_thresholds=[tolerance_mm], spacing=spacing)``.
-    One mask empty -> 0.0; both empty -> 1.0.
+    One mask empty -> 0.0 (as MONAI); both empty -> 1.0 (MONAI: nan).
     """
     if not np.isfinite(tolerance_mm) or tolerance_mm < 0:
         raise ValueError(f"NSD tolerance must be a finite number >= 0 mm, got {tolerance_mm}")
@@ -224,7 +226,7 @@ def hd95(pred: np.ndarray, gt: np.ndarray, spacing: Spacing) -> float:
     """95th-percentile symmetric Hausdorff distance in mm; ``spacing`` in mm per array axis.
 
     Equals MONAI's ``compute_hausdorff_distance(percentile=95, spacing=spacing)``.
-    One mask empty -> nan (MONAI: inf); both empty -> 0.0.
+    One mask empty -> nan (as MONAI); both empty -> 0.0 (MONAI: nan).
     """
     pred, gt = _check_pair(pred, gt)
     return _hd95_from(_surface_distances(pred, gt, spacing), bool(pred.any()), bool(gt.any()))
