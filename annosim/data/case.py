@@ -31,6 +31,9 @@ class Case:
         the original file grid.
     sources : dict[str, str]
         Paths the case was read from (``image``, ``label``...), for messages and run.json.
+    notes : list of str
+        Facts about the reading worth showing the user that are not errors (e.g. label files
+        whose structures overlap: the later file wins there).
     """
 
     case_id: str
@@ -41,6 +44,7 @@ class Case:
     orientation: str = "canonical"
     geometry: Any = None
     sources: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def present_labels(self) -> list[int]:
         """Sorted non-zero label values present in the label map."""
