@@ -1,0 +1,337 @@
+"""``classical``: a click-driven, weight-free baseline (region growing, geodesic cuts, tracking).
+
+Prompted slice ``z``: its mask is ``base`` edited by its clicks. ``base`` is the mask prompt,
+else the box segmentation, else the prediction the slice had from the last :meth:`propagate`
+when it was first prompted (SAM2 likewise starts a newly prompted frame from its memory).
+A positive click adds the region it selects (pixels within ``click_tolerance_hu`` of the HU
+around it, opened to cut thin bridges, connected to it); negative clicks then remove what they
+touch: each mask pixel goes to the nearest click (geodesic distance whose step cost grows in
+thin necks, so cuts fall at necks), and pixels nearest a negative click are removed.
+
+Propagation follows SAM2's video predictor (DESIGN section 3): from the earliest prompted frame
+forward to the last frame, then backward to the first; a prompted frame keeps its own mask and
+restarts tracking. One step maps the mask on a frame to the next frame: candidates have HU in
+the object's range (percentiles of the prompted masks, widened by ``range_margin_hu``) and lie
+within ``grow_mm`` of the previous mask; the components touching the previous mask eroded by
+``seed_mm`` are kept. Tracking stops (the rest of the pass is empty until a prompted frame) when
+the new mask is smaller than ``min_area_mm2``, less than ``min_support`` of it overlaps the
+previous mask, its area grows by more than ``max_growth`` times, or its mean HU moves more than
+``max_mean_shift_hu`` from the prompted masks' mean. Frames outside ``frames`` stay empty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from annosim.errors import ConfigError
+from annosim.models import classical_ops as ops
+from annosim.models.base import SliceModelBase
+
+
+@dataclass
+class ClassicalParams:
+    """Parameters of :class:`ClassicalModel` (lengths in mm, intensities in HU)."""
+
+    #: In-plane Gaussian sigma applied to every slice before anything else.
+    smooth_mm: float = 1.5
+    #: Half-size of the square around a click whose median HU defines the click's tissue.
+    click_window_mm: float = 3.0
+    #: A positive click selects pixels within this many HU of that median.
+    click_tolerance_hu: float = 30.0
+    #: A positive click reaches at most this many times the radius of the object's known
+    #: cross-section (largest predicted area next to the slice, else on other prompted slices);
+    #: 0 = no limit.
+    click_reach: float = 1.5
+    #: Opening radius on prompted slices: bridges thinner than about twice this are cut.
+    open_mm: float = 3.0
+    #: Step cost exponent of the negative-click cut (higher: cuts snap harder to necks).
+    neck_power: float = 2.0
+    #: Largest distance the object's border may move between neighbouring frames.
+    grow_mm: float = 4.0
+    #: Erosion of the previous mask that seeds the next frame.
+    seed_mm: float = 3.0
+    #: Opening radius of the candidates while propagating.
+    propagate_open_mm: float = 3.0
+    #: Percentiles of the prompted masks' HU that bound the object's intensity range.
+    range_low_pct: float = 2.0
+    range_high_pct: float = 98.0
+    #: HU added on both sides of that range.
+    range_margin_hu: float = 10.0
+    #: Tracking stops below this area.
+    min_area_mm2: float = 20.0
+    #: Tracking stops when less than this fraction of the new mask overlaps the previous one.
+    min_support: float = 0.5
+    #: Tracking stops when the area grows by more than this factor in one step.
+    max_growth: float = 1.6
+    #: Tracking stops when the mask's mean HU is further than this from the object's mean.
+    max_mean_shift_hu: float = 25.0
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> "ClassicalParams":
+        """Build from keyword values (strings from ``--model-arg key=value`` are converted)."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in kwargs.items():
+            if key not in known:
+                raise ConfigError(
+                    f"model 'classical' has no parameter {key!r} (known: {', '.join(known)})"
+                )
+            try:
+                values[key] = float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"model 'classical': {key}={value!r} is not a number") from None
+        params = cls(**values)
+        params.validate()
+        return params
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` on values outside their meaningful range."""
+        for f in fields(self):
+            if getattr(self, f.name) < 0 and f.name != "range_margin_hu":
+                raise ConfigError(f"model 'classical': {f.name} must be >= 0")
+        if not 0 <= self.range_low_pct < self.range_high_pct <= 100:
+            raise ConfigError("model 'classical': need 0 <= range_low_pct < range_high_pct <= 100")
+        if not 0 <= self.min_support <= 1:
+            raise ConfigError("model 'classical': min_support must lie in [0, 1]")
+
+
+@dataclass
+class _SliceState:
+    """Prompts on one slice: a base mask (prior, box or mask prompt) and the clicks."""
+
+    base: np.ndarray
+    mask: np.ndarray | None = None
+    points: list[tuple[int, int]] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+
+
+class ClassicalModel(SliceModelBase):
+    """Weight-free interactive baseline: click regions, geodesic cuts, frame-to-frame tracking."""
+
+    name = "classical"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        self.params = ClassicalParams.from_kwargs(**kwargs)
+        self._image: np.ndarray | None = None
+        self._slices: dict[int, _SliceState] = {}
+        self._pred: np.ndarray | None = None
+
+    # -- case and object -------------------------------------------------------------------
+    def set_volume(self, volume: np.ndarray, spacing: tuple[float, float, float]) -> None:
+        """Smooth every slice once (float32 (Z, Y, X) HU); spacing (sz, sy, sx) in mm."""
+        super().set_volume(volume, spacing)
+        sy, sx = self.spacing[1], self.spacing[2]  # type: ignore[index]
+        sigma = (0.0, self.params.smooth_mm / sy, self.params.smooth_mm / sx)
+        vol = np.asarray(volume, dtype=np.float32)
+        self._image = ndi.gaussian_filter(vol, sigma) if max(sigma) > 0 else vol.copy()
+        self._slices = {}
+        self._pred = None
+
+    def start_object(self, frames: np.ndarray | None = None) -> None:
+        super().start_object(frames)
+        self._slices = {}
+        self._pred = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "params": asdict(self.params)}
+
+    # -- unit conversion -------------------------------------------------------------------
+    def _px(self, mm: float) -> int:
+        """Pixels for a length in mm (in-plane, mean of the two spacings), rounded."""
+        sy, sx = self.spacing[1], self.spacing[2]  # type: ignore[index]
+        return int(round(mm / (0.5 * (sy + sx))))
+
+    def _area_px(self, mm2: float) -> float:
+        return mm2 / (self.spacing[1] * self.spacing[2])  # type: ignore[index]
+
+    # -- prompts ---------------------------------------------------------------------------
+    def _state(self, z: int) -> _SliceState:
+        self._check_slice(z)
+        if z not in self._slices:
+            prior = self._pred[z].copy() if self._pred is not None else None
+            if prior is None:
+                prior = np.zeros(self.shape[1:], dtype=bool)  # type: ignore[index]
+            self._slices[z] = _SliceState(base=prior)
+        return self._slices[z]
+
+    def _check_slice(self, z: int) -> None:
+        if self._image is None:
+            raise RuntimeError("set_volume must be called first")
+        self.frame_position(int(z))
+
+    def add_clicks(
+        self, z: int, points: np.ndarray, labels: np.ndarray, replace: bool = False
+    ) -> np.ndarray:
+        """Clicks ``points`` (K, 2) (y, x) with ``labels`` (K,) 1/0 on slice ``z``; bool (Y, X)."""
+        z = int(z)
+        pts = np.asarray(points, dtype=np.int64).reshape(-1, 2)
+        lab = np.asarray(labels).reshape(-1)
+        if lab.shape[0] != pts.shape[0]:
+            raise ValueError(f"{pts.shape[0]} points but {lab.shape[0]} labels")
+        ny, nx = self.shape[1:]  # type: ignore[index]
+        if pts.size and (pts.min() < 0 or np.any(pts[:, 0] >= ny) or np.any(pts[:, 1] >= nx)):
+            raise ValueError(f"click outside the {ny}x{nx} slice")
+        st = self._state(z)
+        if replace:
+            st.points, st.labels = [], []
+        st.points += [(int(y), int(x)) for y, x in pts]
+        st.labels += [int(bool(v)) for v in lab]
+        return self._slice_mask(z)
+
+    def add_box(self, z: int, box: tuple[int, int, int, int]) -> np.ndarray:
+        """Box ``(y0, x0, y1, x1)`` inclusive on slice ``z``: it becomes the slice's base mask.
+
+        The object is the region a click at the box centre selects, kept inside the box (when
+        the centre's region is empty, the largest in-box region of the centre's tissue). Earlier
+        clicks on the slice are forgotten; later ones edit the box result.
+        """
+        z = int(z)
+        y0, x0, y1, x1 = (int(v) for v in box)
+        ny, nx = self.shape[1:]  # type: ignore[index]
+        y0, y1 = sorted((max(min(y0, ny - 1), 0), max(min(y1, ny - 1), 0)))
+        x0, x1 = sorted((max(min(x0, nx - 1), 0), max(min(x1, nx - 1), 0)))
+        st = self._state(z)
+        img = self._image[z, y0 : y1 + 1, x0 : x1 + 1]  # type: ignore[index]
+        centre = ((y1 - y0) // 2, (x1 - x0) // 2)
+        p = self.params
+        window = max(min(self._px(p.click_window_mm), (y1 - y0) // 2, (x1 - x0) // 2), 0)
+        region = ops.click_region(img, centre, window, p.click_tolerance_hu, self._px(p.open_mm))
+        base = np.zeros(self.shape[1:], dtype=bool)  # type: ignore[index]
+        base[y0 : y1 + 1, x0 : x1 + 1] = region
+        st.base, st.points, st.labels = base, [], []
+        return self._slice_mask(z)
+
+    def add_mask(self, z: int, mask: np.ndarray) -> np.ndarray:
+        """Mask prompt bool ``(Y, X)`` on slice ``z``: taken as the slice's base mask as is."""
+        z = int(z)
+        mask = np.asarray(mask)
+        if mask.shape != tuple(self.shape[1:]):  # type: ignore[index]
+            raise ValueError(f"mask shape {mask.shape} != slice shape {self.shape[1:]}")
+        st = self._state(z)
+        st.base, st.points, st.labels = mask.astype(bool), [], []
+        return self._slice_mask(z)
+
+    def _slice_mask(self, z: int) -> np.ndarray:
+        """The mask of prompted slice ``z``: its base, plus positive regions, minus negatives."""
+        st = self._slices[z]
+        p = self.params
+        img = self._image[z]  # type: ignore[index]
+        pos = [pt for pt, lab in zip(st.points, st.labels) if lab == 1]
+        neg = [pt for pt, lab in zip(st.points, st.labels) if lab == 0]
+        mask = st.base.copy()
+        window, open_r = self._px(p.click_window_mm), self._px(p.open_mm)
+        reach = self._click_reach(z)
+        for pt in pos:
+            region = ops.click_region(img, pt, window, p.click_tolerance_hu, open_r)
+            if reach is not None:
+                region &= ops.disc(img.shape, pt, reach)
+            mask |= region
+        if neg:
+            anchors = list(pos)
+            if not anchors:
+                # Only negative clicks here: the part of the base away from them stays.
+                anchor = ops.deepest_away_from(mask, neg)
+                anchors = [anchor] if anchor is not None else []
+            mask = ops.cut_negative(mask, anchors, neg, p.neck_power)
+        st.mask = mask
+        return mask.copy()
+
+    def _click_reach(self, z: int) -> float | None:
+        """Radius (pixels) a positive click on ``z`` may reach, from the object's known size.
+
+        The reference area is the largest predicted area on the frames next to ``z`` (from the
+        last propagation), else the largest area of the other prompted slices; the reach is
+        ``click_reach`` times the radius of a disc of that area. ``None`` (no limit) when the
+        object has no known cross-section yet.
+        """
+        areas: list[int] = []
+        if self._pred is not None:
+            i = self.frame_position(z)
+            near = self.frames[max(i - 1, 0) : i + 2]
+            areas = [int(self._pred[int(f)].sum()) for f in near if int(f) != z]
+        if not any(areas):
+            areas = [int(st.mask.sum()) for o, st in self._slices.items() if o != z and st.mask is not None]
+        ref = max(areas, default=0)
+        if ref == 0 or self.params.click_reach <= 0:
+            return None
+        return self.params.click_reach * float(np.sqrt(ref / np.pi))
+
+    # -- propagation -----------------------------------------------------------------------
+    def _intensity_model(self, masks: dict[int, np.ndarray]) -> tuple[float, float, float] | None:
+        """(lo, hi, mean) HU of the object from the prompted masks, ``None`` if all empty."""
+        values = [self._image[z][m] for z, m in masks.items() if m.any()]  # type: ignore[index]
+        if not values:
+            return None
+        v = np.concatenate(values)
+        p = self.params
+        lo, hi = np.percentile(v, [p.range_low_pct, p.range_high_pct])
+        return float(lo - p.range_margin_hu), float(hi + p.range_margin_hu), float(v.mean())
+
+    def _step(self, prev: np.ndarray, z: int, model: tuple[float, float, float]) -> np.ndarray | None:
+        """Track ``prev`` onto slice ``z``; ``None`` when a stop rule fires."""
+        p = self.params
+        lo, hi, mean = model
+        img = self._image[z]  # type: ignore[index]
+        new = ops.propagate_step(
+            prev, img, lo, hi, self._px(p.grow_mm), self._px(p.seed_mm),
+            self._px(p.propagate_open_mm),
+        )
+        area = int(new.sum())
+        if area == 0 or area < self._area_px(p.min_area_mm2):
+            return None
+        if (new & prev).sum() < p.min_support * area:
+            return None
+        if area > p.max_growth * max(int(prev.sum()), 1):
+            return None
+        if abs(float(img[new].mean()) - mean) > p.max_mean_shift_hu:
+            return None
+        return new
+
+    def _chain(self, start: np.ndarray, positions: range, model: tuple[float, float, float]) -> dict[int, np.ndarray]:
+        """Track ``start`` frame by frame over frame ``positions``; stops at the first failure."""
+        out: dict[int, np.ndarray] = {}
+        prev = start
+        for i in positions:
+            if not prev.any():
+                break
+            z = int(self.frames[i])
+            nxt = self._step(prev, z, model)
+            if nxt is None:
+                break
+            out[i] = prev = nxt
+        return out
+
+    def propagate(self) -> np.ndarray:
+        """Bool (Z, Y, X) prediction from every prompt so far (SAM2's pass order).
+
+        Forward from the earliest prompted frame to the last frame, backward from it to the
+        first; every prompted frame keeps its mask and restarts tracking. A frame between two
+        prompted frames is conditioned by both, as SAM2's memory holds every prompted frame:
+        it takes the union of the tracks arriving from each side.
+        """
+        if self._image is None:
+            raise RuntimeError("set_volume must be called first")
+        pred = np.zeros(self.shape, dtype=bool)  # type: ignore[arg-type]
+        masks = {z: st.mask for z, st in sorted(self._slices.items()) if st.mask is not None}
+        model = self._intensity_model(masks)
+        frames = self.frames
+        pos = [int(np.searchsorted(frames, z)) for z in masks]
+        for z, m in masks.items():
+            pred[z] = m
+        if model is not None:
+            for k, i in enumerate(pos):
+                m = masks[int(frames[i])]
+                nxt = pos[k + 1] if k + 1 < len(pos) else frames.size
+                for j, t in self._chain(m, range(i + 1, nxt), model).items():
+                    pred[frames[j]] |= t
+                if True:
+                    low = pos[k - 1] if k > 0 else -1
+                    for j, t in self._chain(m, range(i - 1, low, -1), model).items():
+                        pred[frames[j]] |= t
+        self._pred = pred
+        return pred.copy()
