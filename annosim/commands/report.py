@@ -1,0 +1,111 @@
+"""``annosim report``, ``annosim compare`` and ``annosim score``: from results folders to tables,
+figures and an HTML page; paired comparison of two runs; scoring of precomputed segmentations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from annosim.errors import ConfigError
+
+
+def _labels(text: str | None) -> tuple[str, ...]:
+    return tuple(t.strip() for t in (text or "").split(",") if t.strip())
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "-o", type=click.Path(file_okay=False), default="annosim-report", show_default=True,
+              help="Folder for the tables, figures, QC images and report.html.")
+@click.option("--dataset-name", default=None, help="Dataset name shown in tables (default: run.json data.name).")
+@click.option("--paper-dataset", "paper_datasets", multiple=True,
+              help="Published dataset(s) of He et al. 2024 Table 1 to show beside the run (BTCV, MSD03, "
+                   "MSD06, MSD07, MSD08, MSD09, AbdomenCT-1K). Default: the dataset of the same name, else "
+                   "every published dataset that reports the structure.")
+@click.option("--n-boot", type=click.IntRange(100), default=10000, show_default=True,
+              help="Bootstrap resamples of the percentile CIs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--qc/--no-qc", default=True, show_default=True,
+              help="QC images (worst/median/best object per structure); needs the run's dataset readable.")
+@click.option("--qc-labels", default=None, help="Comma-separated structures (names or values) that get QC images.")
+def report(run_dirs: tuple[str, ...], out: str, dataset_name: str | None, paper_datasets: tuple[str, ...],
+           n_boot: int, seed: int, qc: bool, qc_labels: str | None) -> None:
+    """Tables, figures, Table-1 view and one HTML page from one or more results folders.
+
+    Writes summary.{csv,md,tex}, table1.{csv,md,tex}, objects.csv, curves.csv,
+    figures/*.{png,svg}, qc/*/*.png and report.html into --out.
+    """
+    from annosim.report.build import ReportConfig, build_report
+    from annosim.report.stats import StatsConfig
+    from annosim.report.table1 import load_paper_table
+
+    known = set(load_paper_table()["dataset"])
+    bad = [d for d in paper_datasets if d not in known]
+    if bad:
+        raise ConfigError(f"--paper-dataset {', '.join(bad)}: expected one of {', '.join(sorted(known))}")
+    cfg = ReportConfig(stats=StatsConfig(n_boot=n_boot, seed=seed), dataset_name=dataset_name,
+                       paper_datasets=list(paper_datasets) or None, qc=qc, qc_labels=_labels(qc_labels))
+    res = build_report([Path(p) for p in run_dirs], out, cfg)
+    click.echo(f"report: {res.html}")
+    for note in res.qc_notes:
+        click.echo(f"note: {note}", err=True)
+
+
+@click.command()
+@click.argument("run_a", type=click.Path(exists=True, file_okay=False))
+@click.argument("run_b", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
+              help="Folder for comparison.{csv,md,tex} and pairs.csv (default: print only).")
+@click.option("--n-boot", type=click.IntRange(100), default=10000, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+def compare(run_a: str, run_b: str, out: str | None, n_boot: int, seed: int) -> None:
+    """Paired comparison of two runs (B - A) on their common objects: best-of-rounds Dice,
+    Wilcoxon signed-rank p-value and bootstrap CI of the mean difference, per structure and
+    overall."""
+    from annosim.report.compare import compare_runs
+    from annosim.report.tables import comparison_display, to_markdown
+
+    res = compare_runs(run_a, run_b, out, n_boot=n_boot, seed=seed)
+    click.echo(to_markdown(comparison_display(res.table), res.notes), nl=False)
+    if res.files:
+        click.echo(f"written: {', '.join(str(p) for p in res.files.values())}")
+
+
+@click.command()
+@click.option("--pred", "pred_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Folder of label maps named by case id (<case>.nii.gz, .nrrd ...), on the image grid.")
+@click.option("--data", "data_spec", required=True, help="Dataset spec (folder, datalist, CSV or 'IMAGE LABEL').")
+@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Results folder to write.")
+@click.option("--model-name", default="precomputed", show_default=True, help="Model name in the tables.")
+@click.option("--labels", default=None, help="Comma-separated label names or values (default: all present).")
+@click.option("--settings", default="full,fg-only", show_default=True, help="Settings to score.")
+@click.option("--label-map", default=None, help='Prediction values differing from the dataset\'s: "2=3,4=10" '
+                                                "(dataset value = prediction value).")
+@click.option("--nsd-tolerance", type=float, default=2.0, show_default=True, help="NSD tolerance in mm.")
+@click.option("--no-surface", is_flag=True, help="Skip NSD and HD95 (written as nan).")
+@click.option("--orientation", type=click.Choice(["canonical", "as-stored"]), default="canonical", show_default=True)
+@click.option("--layout", default=None, help="Force the dataset layout (default: detected).")
+@click.option("--data-root", default=None, help="Folder datalist/CSV paths are relative to.")
+@click.option("--split", default=None, help="Dataset split (training, testing, fold:K ...).")
+@click.pass_context
+def score(ctx: click.Context, pred_dir: str, data_spec: str, out: str, model_name: str, labels: str | None,
+          settings: str, label_map: str | None, nsd_tolerance: float, no_surface: bool, orientation: str,
+          layout: str | None, data_root: str | None, split: str | None) -> None:
+    """Score precomputed automatic segmentations with the interactive runs' metrics.
+
+    Writes a results folder with one round per (case, label, setting), protocol 'automatic',
+    readable by `annosim report` and `annosim compare`. Cases without a prediction go to
+    errors.jsonl and the exit status is 1.
+    """
+    from annosim.report.score import parse_label_map, score_predictions, scored_json
+
+    res = score_predictions(pred_dir, data_spec, out, model_name=model_name, settings=_labels(settings),
+                            labels=list(_labels(labels)) or None, nsd_tolerance=nsd_tolerance,
+                            surface=not no_surface, orientation=orientation, layout=layout,
+                            data_root=data_root, split=split, label_map=parse_label_map(label_map))
+    click.echo(scored_json(res))
+    for e in res.errors:
+        click.echo(f"error: {e['case']}: {e['error']}", err=True)
+    if res.errors:
+        ctx.exit(1)

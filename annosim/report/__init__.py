@@ -1,0 +1,6 @@
+"""Reports of results folders: statistics, tables, figures, QC images, HTML, paired comparison
+and scoring of precomputed segmentations (DESIGN section 7).
+
+Entry points: :func:`annosim.report.build.build_report`,
+:func:`annosim.report.compare.compare_runs`, :func:`annosim.report.score.score_predictions`.
+"""

@@ -1,0 +1,238 @@
+"""``annosim report``: results folders -> tables, figures, QC images and one HTML page."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from annosim import __version__
+from annosim.errors import InputError
+from annosim.report import figures, qc, score, stats, table1, tables
+from annosim.report.results_io import RunResults, load_prediction, read_runs
+from annosim.report.html import Page
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """Options of a report.
+
+    Attributes
+    ----------
+    stats : StatsConfig
+        Bootstrap resamples and seed, NoC thresholds.
+    dataset_name : str or None
+        Overrides the dataset name of every run (default: run.json ``data.name``).
+    paper_datasets : list of str or None
+        Published datasets to put beside the run in the Table-1 view (default: the dataset of
+        the same name, else every published dataset that reports the structure).
+    qc : bool
+        Draw QC images (needs the dataset that run.json names to be readable).
+    qc_labels : tuple of str
+        Only these structures get QC images (default: all).
+    figure_dpi, qc_dpi : int
+        Resolution of the PNG figures and QC images.
+    """
+
+    stats: stats.StatsConfig = field(default_factory=stats.StatsConfig)
+    dataset_name: str | None = None
+    paper_datasets: list[str] | None = None
+    qc: bool = True
+    qc_labels: tuple[str, ...] = ()
+    figure_dpi: int = 120
+    qc_dpi: int = 80
+
+
+@dataclass
+class ReportOutputs:
+    """Paths written by :func:`build_report`."""
+
+    out: Path
+    html: Path
+    tables: dict[str, dict[str, Path]]
+    figures: list[dict[str, Any]]
+    qc_images: list[Path]
+    qc_notes: list[str]
+
+
+def analyse(runs: list[RunResults], config: stats.StatsConfig) -> dict[str, pd.DataFrame]:
+    """Carried-forward rounds, objects, summary and curves of several runs together."""
+    full = []
+    for run in runs:
+        if run.rounds.empty:
+            continue
+        maxr = {p: run.max_rounds(p) for p in run.rounds["protocol"].unique()}
+        full.append(stats.carry_forward(run.rounds, maxr))
+    if not full:
+        raise InputError(runs[0].path if runs else None, "no rounds recorded in any results folder")
+    allr = pd.concat(full, ignore_index=True)
+    objects = stats.object_table(allr, config.noc_thresholds)
+    return {"rounds": allr, "objects": objects, "summary": stats.summarize(objects, config),
+            "curves": stats.curves(allr)}
+
+
+def _qc_images(runs: list[RunResults], objects: pd.DataFrame, out: Path, cfg: ReportConfig) -> tuple[list[tuple[str, Path]], list[str]]:
+    """QC PNGs of the worst/median/best object per (run, protocol, structure, setting).
+
+    Returns (caption, path) pairs and notes about what could not be drawn.
+    """
+    images: list[tuple[str, Path]] = []
+    notes: list[str] = []
+    for run in runs:
+        objs = objects[objects["run"] == run.path.name]
+        if cfg.qc_labels:
+            objs = objs[objs["label_name"].isin(cfg.qc_labels) | objs["label"].astype(str).isin(cfg.qc_labels)]
+        if objs.empty:
+            continue
+        loader, why = qc.dataset_loader(run.meta)
+        if loader is None:
+            notes.append(f"{run.path.name}: no QC images - the dataset named in run.json cannot be opened here ({why}).")
+            continue
+        prompts = run.prompts()
+        by_object: dict[tuple, list[dict]] = {}
+        for p in prompts:
+            by_object.setdefault((str(p["case"]), int(p["label"]), p["setting"], p.get("protocol", "")), []).append(p)
+        picks = []
+        for (proto, name, setting), grp in objs.groupby(["protocol", "label_name", "setting"], sort=True):
+            for rank, row in qc.pick_objects(grp):
+                picks.append((rank, row))
+        saved_any = False
+        cache: dict[str, Any] = {}
+        for rank, row in sorted(picks, key=lambda t: str(t[1]["case"])):
+            case = str(row["case"])
+            if case not in cache:
+                cache.clear()  # one case in memory at a time
+                try:
+                    cache[case] = loader(case)
+                except Exception as exc:  # noqa: BLE001 - a missing case must not stop the report
+                    notes.append(f"{run.path.name}: case {case} could not be read for QC ({exc}).")
+                    cache[case] = None  # type: ignore[assignment]
+            if cache[case] is None:
+                continue
+            case_obj = cache[case]
+            label, setting, proto = int(row["label"]), str(row["setting"]), str(row["protocol"])
+            rr = run.rounds[(run.rounds["case"] == case) & (run.rounds["label"] == label)
+                            & (run.rounds["setting"] == setting) & (run.rounds["protocol"] == proto)]
+            preds = {int(k): load_prediction(run.path, case, label, setting, proto, int(k)) for k in rr["round"]}
+            if proto == score.PROTOCOL and all(v is None for v in preds.values()):
+                try:
+                    scored = score.load_scored_prediction(run.meta, case_obj, label)
+                except InputError as exc:
+                    notes.append(f"{run.path.name}: prediction of case {case} unreadable for QC ({exc}).")
+                    scored = None
+                if scored is not None:
+                    if setting == "fg-only":
+                        scored = scored & (case_obj.label == label).any(axis=(1, 2))[:, None, None]
+                    preds = {int(k): scored for k in rr["round"]}
+            saved_any = saved_any or any(v is not None for v in preds.values())
+            obj_prompts = by_object.get((case, label, setting, proto), [])
+            if not obj_prompts:
+                obj_prompts = by_object.get((case, label, setting, ""), [])
+            title = (f"{row['label_name']} - {setting} - {rank} (best Dice {row['best_dice']:.3f}) - "
+                     f"case {case} - {row['model']} / {proto}")
+            stem = figures.slug(f"{proto}_{row['label_name']}_{setting}_{rank}_{case}")
+            path = out / "qc" / figures.slug(run.path.name) / f"{stem}.png"
+            qc.render_object(qc.QCObject(title, case_obj.image, case_obj.label == label, rr, obj_prompts, preds),
+                             path, cfg.qc_dpi)
+            images.append((title, path))
+        if not saved_any:
+            notes.append(f"{run.path.name}: predictions were not saved (annosim run --save-predictions), "
+                         "so QC images show the truth outline and the clicks only.")
+    return images, notes
+
+
+def _run_rows(runs: list[RunResults]) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        m = r.meta
+        protos = []
+        for p in m.get("protocols", []) or []:
+            if isinstance(p, dict):
+                protos.append(p.get("name", "?") + (f" ({p['variant']})" if p.get("variant") else ""))
+        model = dict(m.get("model") or {})
+        rows.append({
+            "Run": r.path.name,
+            "Dataset": r.dataset,
+            "Model": model.pop("name", "?"),
+            "Model parameters": json.dumps(model, sort_keys=True, default=str) if model else "-",
+            "Protocol": ", ".join(protos) or ", ".join(sorted(r.rounds["protocol"].unique())),
+            "Settings": ", ".join(m.get("settings") or sorted(r.rounds["setting"].unique())),
+            "Seed": str(m.get("seed", "-")),
+            "Objects": str(len(r.rounds.drop_duplicates(["case", "label", "setting", "protocol"]))),
+            "Errors": str(len(r.errors)),
+            "annosim": str(m.get("annosim_version", "-")),
+            "Started": str(m.get("started", "-")),
+        })
+    return pd.DataFrame(rows)
+
+
+def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConfig = ReportConfig()) -> ReportOutputs:
+    """Write the report of ``run_dirs`` into ``out`` (created) and return what was written.
+
+    Files: ``summary.{csv,md,tex}``, ``table1.{csv,md,tex}``, ``objects.csv`` (one row per
+    object), ``curves.csv`` (figure data), ``figures/dice_vs_slices_*.{png,svg}``,
+    ``qc/<run>/*.png`` and ``report.html``.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = read_runs(list(run_dirs), config.dataset_name)
+    res = analyse(runs, config.stats)
+    summary = res["summary"]
+    written: dict[str, dict[str, Path]] = {}
+    notes = tables.summary_notes(summary, config.stats.n_boot, config.stats.seed)
+    written["summary"] = tables.write_table(summary, tables.summary_display(summary), out, "summary",
+                                            "Summary per dataset, structure, setting, model and protocol", notes)
+    view = table1.table1_view(summary, config.paper_datasets)
+    t1_notes = ["This run: mean best-of-rounds Dice with background slices removed (fg-only) / whole volume (full); "
+                "the paper's columns are the published numbers of He et al. 2024, Table 1 ('-': not reported).",
+                "Published SAM2 numbers come from the reference script (protocol variant he2024-vista); "
+                "compare like for like."]
+    written["table1"] = tables.write_table(view, tables.table1_display(view), out, "table1",
+                                           "Table-1 view: this run beside He et al. 2024", t1_notes)
+    objects_csv = out / "objects.csv"
+    res["objects"].to_csv(objects_csv, index=False)
+    curves_csv = out / "curves.csv"
+    res["curves"].to_csv(curves_csv, index=False)
+    figs = figures.write_figures(res["curves"], out / "figures", config.figure_dpi)
+    qc_images: list[tuple[str, Path]] = []
+    qc_notes: list[str] = []
+    if config.qc:
+        qc_images, qc_notes = _qc_images(runs, res["objects"], out, config)
+
+    page = Page("annosim report", out)
+    page.paragraph(f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by annosim "
+                   f"{__version__} from {len(runs)} results folder(s).", "meta")
+    page.heading("Runs", anchor="runs")
+    page.raw(tables.to_html(_run_rows(runs)))
+    page.heading("Summary", anchor="summary")
+    page.raw(tables.to_html(tables.summary_display(summary), notes))
+    page.links([p for p in written["summary"].values()] + [objects_csv])
+    page.heading("Mean Dice vs number of annotated slices", anchor="figures")
+    for f in figs:
+        page.image(f["png"], f"{f['dataset']} - {f['model']} - {f['protocol']}: mean Dice with 95% band "
+                   "(mean +/- 1.96 SEM); early-stopped objects carried forward.", [f["svg"]])
+    page.links([curves_csv])
+    page.heading("Table-1 view (He et al. 2024)", anchor="table1")
+    page.raw(tables.to_html(tables.table1_display(view), t1_notes))
+    page.links(list(written["table1"].values()))
+    page.heading("QC images: worst, median and best object of each structure", anchor="qc")
+    page.paragraph("Truth outline green, prediction outline red (dashed), positive clicks cyan +, "
+                   "negative clicks orange -, one panel per round on the slice annotated in that round.", "meta")
+    for n in qc_notes:
+        page.paragraph(n, "warn")
+    if not config.qc:
+        page.paragraph("QC images were not requested (--no-qc).", "meta")
+    for caption, path in qc_images:
+        page.image(path, caption)
+    errors = [dict(run=r.path.name, **e) for r in runs for e in r.errors]
+    page.heading("Errors", anchor="errors")
+    if errors:
+        page.raw(tables.to_html(pd.DataFrame(errors).astype(str)))
+    else:
+        page.paragraph("No case or object failed.")
+    html_path = page.write(out / "report.html")
+    return ReportOutputs(out, html_path, written, figs, [p for _, p in qc_images], qc_notes)

@@ -1,0 +1,193 @@
+"""QC images: for one object, the annotated slice of every round with its clicks, the truth
+outline and (when the run saved predictions) the prediction outline.
+
+Colours: truth outline green, prediction outline red (dashed), positive clicks ``+`` in cyan,
+negative clicks ``-`` in orange, boxes in yellow. CT shown in an abdominal window (W 400, L 40).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from annosim.errors import ConfigError, InputError  # noqa: E402
+
+#: CT display window (HU): level 40, width 400.
+WINDOW = (-160.0, 240.0)
+TRUTH_COLOR, PRED_COLOR, POS_COLOR, NEG_COLOR, BOX_COLOR = "#00e000", "#ff2020", "#00e5ff", "#ff9900", "#ffee00"
+
+
+@dataclass
+class QCObject:
+    """What one QC image shows.
+
+    Attributes
+    ----------
+    title : str
+        Heading (rank, case, structure, setting...).
+    image : ndarray float, (Z, Y, X)
+        CT in HU, in the run's orientation.
+    truth : ndarray bool, (Z, Y, X)
+        The object's ground truth.
+    rounds : DataFrame
+        The object's recorded rounds (``round``, ``dice``...), without carried rows.
+    prompts : list of dict
+        The object's prompts.jsonl records.
+    predictions : dict int -> ndarray bool (Z, Y, X) or None
+        Saved prediction of each round, when the run saved them.
+    """
+
+    title: str
+    image: np.ndarray
+    truth: np.ndarray
+    rounds: pd.DataFrame
+    prompts: list[dict[str, Any]]
+    predictions: dict[int, np.ndarray | None]
+
+
+def pick_objects(objects: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    """Worst, median and best object by best-of-rounds Dice (ties: case, then label order).
+
+    ``objects`` holds the objects of one structure in one setting (rows of
+    :func:`annosim.report.stats.object_table`). The median is the lower median (index
+    ``(n - 1) // 2`` in ascending order). An object picked twice is listed once, under its
+    first rank.
+    """
+    if objects.empty:
+        return []
+    ordered = objects.sort_values(["best_dice", "case", "label"], kind="mergesort").reset_index(drop=True)
+    n = len(ordered)
+    out, seen = [], set()
+    for rank, i in (("worst", 0), ("median", (n - 1) // 2), ("best", n - 1)):
+        if i not in seen:
+            seen.add(i)
+            out.append((rank, ordered.iloc[i]))
+    return out
+
+
+def _round_slice(prompts: list[dict[str, Any]], round_: int) -> int | None:
+    """The slice a round annotated: the ``z`` of its last prompt (None when it had none)."""
+    zs = [int(p["z"]) for p in prompts if int(p.get("round", 0)) == round_]
+    return zs[-1] if zs else None
+
+
+def _crop_box(truth: np.ndarray, extra: list[tuple[int, int]], margin: int = 16) -> tuple[slice, slice]:
+    """In-plane box around the truth of all slices and the given (y, x) points, plus a margin,
+    widened to a square where the image allows."""
+    _, ny, nx = truth.shape
+    ys, xs = np.nonzero(truth.any(axis=0))
+    ys = np.concatenate([ys, [p[0] for p in extra]]).astype(int) if extra else ys
+    xs = np.concatenate([xs, [p[1] for p in extra]]).astype(int) if extra else xs
+    if ys.size == 0:
+        return slice(0, ny), slice(0, nx)
+    y0, y1 = ys.min() - margin, ys.max() + margin + 1
+    x0, x1 = xs.min() - margin, xs.max() + margin + 1
+    side = max(y1 - y0, x1 - x0)
+    cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
+    y0, x0 = max(0, cy - side // 2), max(0, cx - side // 2)
+    return slice(y0, min(ny, y0 + side)), slice(x0, min(nx, x0 + side))
+
+
+def _outline(ax: plt.Axes, mask2d: np.ndarray, color: str, style: str = "solid") -> None:
+    if mask2d.any() and not mask2d.all():
+        ax.contour(mask2d.astype(np.float32), levels=[0.5], colors=[color], linewidths=1.2, linestyles=style)
+
+
+def render_object(obj: QCObject, path: Path, dpi: int = 80) -> Path:
+    """Draw one row of panels (one per recorded round) and save it as PNG at ``path``.
+
+    A round without prompts (e.g. an automatic segmentation) shows the slice with the most truth.
+    """
+    rounds = obj.rounds.sort_values("round")
+    points = [(int(p["y"]), int(p["x"])) for p in obj.prompts if p.get("kind") == "point"]
+    ys, xs = _crop_box(obj.truth, points)
+    n = max(1, len(rounds))
+    fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 2.75), squeeze=False)
+    default_z = int(np.argmax(obj.truth.reshape(obj.truth.shape[0], -1).sum(axis=1)))
+    for ax, (_, r) in zip(axes[0], rounds.iterrows()):
+        k = int(r["round"])
+        z = _round_slice(obj.prompts, k)
+        z = default_z if z is None else z
+        ax.imshow(obj.image[z, ys, xs], cmap="gray", vmin=WINDOW[0], vmax=WINDOW[1], interpolation="nearest")
+        _outline(ax, obj.truth[z, ys, xs], TRUTH_COLOR)
+        pred = obj.predictions.get(k)
+        if pred is not None:
+            _outline(ax, pred[z, ys, xs], PRED_COLOR, "dashed")
+        for p in obj.prompts:
+            if int(p.get("round", 0)) != k or int(p["z"]) != z:
+                continue
+            if p.get("kind") == "point":
+                py, px = int(p["y"]) - ys.start, int(p["x"]) - xs.start
+                pos = bool(p.get("positive", True))
+                ax.plot(px, py, marker="P" if pos else "_", ms=9 if pos else 11, mew=3 if not pos else 0.8,
+                        color=POS_COLOR if pos else NEG_COLOR, mec="black" if pos else NEG_COLOR)
+            elif p.get("kind") == "box":
+                ax.add_patch(plt.Rectangle((int(p["x0"]) - xs.start, int(p["y0"]) - ys.start),
+                                           int(p["x1"]) - int(p["x0"]), int(p["y1"]) - int(p["y0"]),
+                                           fill=False, ec=BOX_COLOR, lw=1.2))
+        ax.set_title(f"round {k}  z={z}\nDice {float(r['dice']):.3f}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(obj.title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
+#: ``case_id -> annosim.data.case.Case``.
+CaseLoader = Callable[[str], Any]
+
+
+def open_run_dataset(meta: dict[str, Any]):
+    """Reopen the dataset recorded in run.json (``data``: spec, layout, root, split).
+
+    Returns an :class:`annosim.data.layouts.Dataset`. Raises the data layer's InputError/
+    ConfigError when the dataset cannot be opened from here.
+    """
+    from annosim.data.layouts import open_dataset
+
+    data = meta.get("data") or {}
+    if isinstance(data, str):
+        data = {"spec": data}
+    spec, layout, split, root = data.get("spec"), data.get("layout"), data.get("split"), data.get("root")
+    if not spec:
+        raise InputError(None, "run.json names no dataset spec")
+    attempts = [None]
+    if root and layout in ("datalist", "csv", "pair"):
+        attempts = [root, None] if layout != "pair" else [None, root]
+    last: Exception | None = None
+    for data_root in attempts:
+        try:
+            return open_dataset(spec, layout=layout, data_root=data_root, split=split)
+        except (InputError, ConfigError) as exc:
+            last = exc
+    raise last  # type: ignore[misc]
+
+
+def dataset_loader(meta: dict[str, Any]) -> tuple[CaseLoader | None, str]:
+    """A function ``case_id -> Case`` (oriented as the run was) for the dataset recorded in
+    run.json, and ``""``; or ``(None, reason)`` when it cannot be opened here."""
+    orientation = str(meta.get("orientation") or "canonical")
+    try:
+        dataset = open_run_dataset(meta)
+    except (ImportError, InputError, ConfigError) as exc:
+        return None, str(exc)
+    refs = {str(ref.case_id): ref for ref in dataset.cases}
+
+    def load(case_id: str) -> Any:
+        if str(case_id) not in refs:
+            raise InputError(dataset.spec, f"case {case_id!r} is not in the dataset")
+        return refs[str(case_id)].load(orientation)
+
+    return load, ""

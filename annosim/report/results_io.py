@@ -1,0 +1,251 @@
+"""Reading results folders (DESIGN section 4, Contract) into tables the report works on.
+
+A results folder holds ``run.json``, ``rounds.csv``, ``prompts.jsonl`` and ``errors.jsonl``; an
+optional ``predictions/`` folder holds the per-round predictions that QC images outline (see
+:func:`prediction_path`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from annosim.errors import InputError
+
+#: Columns of rounds.csv, in the order the runner writes them.
+ROUND_COLUMNS: tuple[str, ...] = (
+    "case", "label", "label_name", "setting", "protocol", "round", "annotated_slices", "clicks",
+    "dice", "nsd", "hd95", "fp_slices", "gt_slices", "model_seconds",
+)
+#: Columns that must be present (``protocol`` may be filled in from run.json).
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(c for c in ROUND_COLUMNS if c != "protocol")
+#: Columns identifying one object in one setting under one protocol.
+OBJECT_KEY: tuple[str, ...] = ("case", "label", "setting", "protocol")
+_FLOAT_COLUMNS = ("dice", "nsd", "hd95", "model_seconds")
+_INT_COLUMNS = ("label", "round", "annotated_slices", "clicks", "fp_slices", "gt_slices")
+
+
+@dataclass
+class RunResults:
+    """One results folder, read.
+
+    Attributes
+    ----------
+    path : Path
+        The folder.
+    meta : dict
+        ``run.json`` as read.
+    rounds : DataFrame
+        ``rounds.csv`` with the columns of :data:`ROUND_COLUMNS` plus ``dataset``, ``model``,
+        ``variant`` (from run.json) and ``run`` (the folder name).
+    errors : list of dict
+        ``errors.jsonl`` records.
+    """
+
+    path: Path
+    meta: dict[str, Any]
+    rounds: pd.DataFrame
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def dataset(self) -> str:
+        """The dataset name used in tables."""
+        return str(self.rounds["dataset"].iloc[0]) if len(self.rounds) else dataset_name(self.meta, self.path)
+
+    @property
+    def model(self) -> str:
+        """The model label used in tables."""
+        return str(self.meta.get("model", {}).get("name", "model"))
+
+    def prompts(self) -> list[dict[str, Any]]:
+        """Records of ``prompts.jsonl`` (empty when the file is absent)."""
+        return read_jsonl(self.path / "prompts.jsonl")
+
+    def max_rounds(self, protocol: str) -> int:
+        """Rounds each object of ``protocol`` is carried forward to.
+
+        The protocol's ``rounds``/``max_rounds`` parameter in run.json when given, else the most
+        rounds any object of that protocol reached.
+        """
+        for p in self.meta.get("protocols", []) or []:
+            if isinstance(p, dict) and p.get("name") == protocol:
+                for key in ("max_rounds", "rounds", "n_rounds"):
+                    if isinstance(p.get(key), int) and p[key] > 0:
+                        return int(p[key])
+        sub = self.rounds.loc[self.rounds["protocol"] == protocol, "round"]
+        return int(sub.max()) if len(sub) else 1
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Objects of a JSON-lines file, one per non-empty line; ``[]`` when the file is absent."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    out: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(path, f"line {lineno} is not JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise InputError(path, f"line {lineno} is not a JSON object")
+            out.append(obj)
+    return out
+
+
+def dataset_name(meta: dict[str, Any], path: Path | None = None) -> str:
+    """Dataset name from run.json: ``data.name``, else the stem of ``data.root``/``data.spec``."""
+    data = meta.get("data") or {}
+    if isinstance(data, str):
+        data = {"spec": data}
+    if data.get("name"):
+        return str(data["name"])
+    for key in ("root", "spec"):
+        if data.get(key):
+            name = Path(str(data[key]).split("::")[0].rstrip("/")).name
+            for suffix in (".json", ".csv", ".nii.gz", ".nii"):
+                if name.endswith(suffix):
+                    name = name[: -len(suffix)]
+            if name:
+                return name
+    return Path(path).name if path is not None else "dataset"
+
+
+def _variants(meta: dict[str, Any]) -> dict[str, str]:
+    """Protocol name -> variant name, from run.json (only protocols that name a variant)."""
+    out: dict[str, str] = {}
+    for p in meta.get("protocols", []) or []:
+        if isinstance(p, dict) and p.get("name") and p.get("variant"):
+            out[str(p["name"])] = str(p["variant"])
+    return out
+
+
+def read_run(path: str | Path, dataset: str | None = None) -> RunResults:
+    """Read a results folder.
+
+    Parameters
+    ----------
+    path : folder with ``run.json`` and ``rounds.csv``.
+    dataset : overrides the dataset name recorded in run.json.
+
+    Raises
+    ------
+    InputError
+        Missing or malformed ``run.json``/``rounds.csv``.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(path, "not a folder (expected an annosim results folder)")
+    run_json = path / "run.json"
+    if not run_json.exists():
+        raise InputError(path, "no run.json: not an annosim results folder")
+    try:
+        meta = json.loads(run_json.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(run_json, f"not valid JSON ({exc.msg})") from None
+    if not isinstance(meta, dict):
+        raise InputError(run_json, "expected a JSON object")
+    rounds = read_rounds(path / "rounds.csv", meta)
+    rounds["dataset"] = dataset or dataset_name(meta, path)
+    rounds["model"] = str((meta.get("model") or {}).get("name", "model"))
+    variants = _variants(meta)
+    rounds["variant"] = [variants.get(p, "") for p in rounds["protocol"]]
+    rounds["run"] = path.name
+    return RunResults(path=path, meta=meta, rounds=rounds, errors=read_jsonl(path / "errors.jsonl"))
+
+
+def read_rounds(path: Path, meta: dict[str, Any] | None = None) -> pd.DataFrame:
+    """``rounds.csv`` as a DataFrame with typed columns (ints, floats; ``hd95`` may be NaN).
+
+    A missing ``protocol`` column is filled with the single protocol named in run.json.
+    Duplicate (case, label, setting, protocol, round) rows are an error.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "missing (no rounds were recorded)")
+    try:
+        df = pd.read_csv(path, dtype={"case": str, "label_name": str, "setting": str, "protocol": str},
+                         keep_default_na=False, na_values={c: ["nan", "NaN", ""] for c in _FLOAT_COLUMNS})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot be parsed as CSV ({str(exc).splitlines()[0]})") from None
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise InputError(path, f"missing column(s) {', '.join(missing)}")
+    if "protocol" not in df.columns:
+        protocols = [p.get("name") for p in (meta or {}).get("protocols", []) or [] if isinstance(p, dict)]
+        if len(protocols) != 1:
+            raise InputError(path, "no protocol column and run.json does not name exactly one protocol")
+        df.insert(ROUND_COLUMNS.index("protocol"), "protocol", str(protocols[0]))
+    try:
+        for c in _INT_COLUMNS:
+            df[c] = pd.to_numeric(df[c], errors="raise").astype(np.int64)
+        for c in _FLOAT_COLUMNS:
+            df[c] = pd.to_numeric(df[c], errors="raise").astype(np.float64)
+    except (ValueError, TypeError) as exc:
+        raise InputError(path, f"non-numeric value in a numeric column ({exc})") from None
+    if (df["round"] < 1).any():
+        raise InputError(path, "round numbers must start at 1")
+    dup = df.duplicated(list(OBJECT_KEY) + ["round"])
+    if dup.any():
+        row = df.loc[dup].iloc[0]
+        raise InputError(path, f"duplicate row for case {row['case']} label {row['label']} "
+                               f"setting {row['setting']} round {row['round']}")
+    extra = [c for c in df.columns if c not in ROUND_COLUMNS]
+    return df[list(ROUND_COLUMNS) + extra].sort_values(list(OBJECT_KEY) + ["round"]).reset_index(drop=True)
+
+
+def read_runs(paths: list[str | Path], dataset: str | None = None) -> list[RunResults]:
+    """Read several folders; two runs with the same model name but different model parameters
+    get the folder name appended to their model label so that tables keep them apart."""
+    runs = [read_run(p, dataset) for p in paths]
+    by_name: dict[str, list[RunResults]] = {}
+    for r in runs:
+        by_name.setdefault(r.model, []).append(r)
+    for name, group in by_name.items():
+        params = {json.dumps(r.meta.get("model", {}), sort_keys=True, default=str) for r in group}
+        if len(params) > 1:
+            for r in group:
+                r.rounds["model"] = f"{name} ({r.path.name})"
+    return runs
+
+
+# -- predictions saved by ``annosim run --save-predictions`` ------------------------------------
+
+def prediction_path(run_dir: Path, case: str, label: int, setting: str, protocol: str, round_: int) -> Path:
+    """Where the runner saves one round's prediction:
+    ``predictions/<case>/<label>_<setting>_<protocol>_round<k>.npz`` with one bool array ``mask``
+    shaped (Z, Y, X) in the run's orientation."""
+    return Path(run_dir) / "predictions" / str(case) / f"{int(label)}_{setting}_{protocol}_round{int(round_)}.npz"
+
+
+def load_prediction(run_dir: Path, case: str, label: int, setting: str, protocol: str,
+                    round_: int) -> np.ndarray | None:
+    """The saved prediction of one round, bool (Z, Y, X); ``None`` when it was not saved.
+
+    Accepts the array under the key ``mask`` or, failing that, the file's only array; an array
+    packed with ``np.packbits`` is accepted with its ``shape`` stored beside it.
+    """
+    p = prediction_path(run_dir, case, label, setting, protocol, round_)
+    if not p.exists():
+        return None
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            if "packed" in npz.files and "shape" in npz.files:
+                shape = tuple(int(s) for s in npz["shape"])
+                return np.unpackbits(npz["packed"], count=math.prod(shape)).reshape(shape).astype(bool)
+            key = "mask" if "mask" in npz.files else (npz.files[0] if len(npz.files) == 1 else None)
+            if key is None:
+                raise InputError(p, f"no 'mask' array (found {', '.join(npz.files)})")
+            return np.asarray(npz[key]).astype(bool)
+    except (OSError, ValueError) as exc:
+        raise InputError(p, f"unreadable prediction ({exc})") from None

@@ -1,0 +1,262 @@
+"""Statistics of a results table: carry-forward, per-object summaries, CIs, curves, NoC.
+
+Terms
+-----
+object
+    One (case, label, setting, protocol): a row group of ``rounds.csv``.
+carry-forward
+    An object that stopped early (no clicks left) keeps its last round's values for every later
+    round up to the protocol's last round; such rows are flagged ``carried``.
+best-of-rounds Dice
+    The highest Dice over an object's rounds: the statistic of the paper's Table 1.
+NoC@tau
+    The first round (= number of annotated slices) whose Dice reaches ``tau``; an object that
+    never reaches it counts as ``max_rounds`` and is counted in ``noc*_failed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from annosim.report.results_io import OBJECT_KEY
+
+#: z of the two-sided 95% normal interval, as the paper plots (mean +/- 1.96 SEM).
+Z95 = 1.96
+#: Columns that identify one group of a summary (a row of the paper's Table 1, per setting).
+GROUP_KEY: tuple[str, ...] = ("dataset", "label_name", "setting", "model", "protocol")
+_CARRIED_COLUMNS = ("label_name", "annotated_slices", "clicks", "dice", "nsd", "hd95", "fp_slices",
+                    "gt_slices", "dataset", "model", "variant", "run")
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    """Options of the summary statistics.
+
+    Attributes
+    ----------
+    n_boot : int
+        Bootstrap resamples for percentile CIs (default 10000).
+    seed : int
+        Seed of the bootstrap generator (default 0); every group uses a fresh generator seeded
+        with it, so a group's CI does not depend on the other groups.
+    level : float
+        Confidence level of both intervals' bootstrap (default 0.95).
+    noc_thresholds : tuple of float
+        Dice thresholds of NoC (default 0.80 and 0.90).
+    """
+
+    n_boot: int = 10000
+    seed: int = 0
+    level: float = 0.95
+    noc_thresholds: tuple[float, ...] = (0.80, 0.90)
+
+
+def mean_sem_ci(values: np.ndarray, z: float = Z95) -> tuple[float, float, float, float]:
+    """Mean, SEM and the normal interval ``mean -/+ z * SEM`` of 1-D ``values``.
+
+    SEM is the sample standard deviation (ddof=1) over sqrt(n); with n < 2 it is NaN, and so are
+    the bounds. NaNs in ``values`` are ignored.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return (float("nan"),) * 4
+    mean = float(x.mean())
+    sem = float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+    return mean, sem, mean - z * sem, mean + z * sem
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int = 10000, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of 1-D ``values`` (NaNs ignored).
+
+    Draws ``n_boot`` resamples of size n with replacement as
+    ``np.random.default_rng(seed).integers(0, n, size=(n_boot, n))`` and returns the
+    ``(1 - level) / 2`` and ``(1 + level) / 2`` quantiles (numpy's default linear interpolation)
+    of the resampled means. ``(nan, nan)`` for an empty input; ``(x, x)`` for one value.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(int(n_boot), x.size))
+    means = x[idx].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def carry_forward(rounds: pd.DataFrame, max_rounds: dict[str, int] | int | None = None) -> pd.DataFrame:
+    """Extend every object to its protocol's last round, repeating its last recorded row.
+
+    Parameters
+    ----------
+    rounds : rows of one or more ``rounds.csv`` (columns of DESIGN section 4 plus any of
+        ``dataset, model, variant, run``).
+    max_rounds : last round per protocol name, one number for all, or ``None`` (the most rounds
+        reached by any object of the same protocol).
+
+    Returns
+    -------
+    DataFrame with one row per (object, round 1..max_rounds) and a bool column ``carried`` (True
+    for rows that repeat an earlier round). Rounds missing *between* recorded rounds are filled
+    the same way. Objects with more rounds than ``max_rounds`` keep all of theirs.
+    """
+    key = [c for c in ("run",) + OBJECT_KEY if c in rounds.columns]
+    if rounds.empty:
+        out = rounds.copy()
+        out["carried"] = pd.Series(dtype=bool)
+        return out
+    pieces = []
+    for proto, sub in rounds.groupby("protocol", sort=False):
+        if isinstance(max_rounds, dict):
+            r_max = int(max_rounds.get(str(proto), sub["round"].max()))
+        elif max_rounds is None:
+            r_max = int(sub["round"].max())
+        else:
+            r_max = int(max_rounds)
+        r_max = max(r_max, int(sub["round"].max()))
+        objects = sub[key].drop_duplicates()
+        grid = objects.merge(pd.DataFrame({"round": np.arange(1, r_max + 1)}), how="cross")
+        real = sub[key + ["round"]].assign(_source=sub["round"].to_numpy())
+        grid = grid.merge(real, on=key + ["round"], how="left")
+        grid["carried"] = grid["_source"].isna()
+        # Each row takes its values from the object's last recorded round up to it (whole rows:
+        # a NaN hd95 of that round stays NaN). Rounds before the first recorded one are dropped.
+        grid["_source"] = grid.groupby(key, sort=False)["_source"].ffill()
+        grid = grid[grid["_source"].notna()]
+        values = sub.rename(columns={"round": "_source"})
+        merged = grid.merge(values.assign(_source=values["_source"].astype(float)), on=key + ["_source"],
+                            how="left").drop(columns="_source")
+        if "model_seconds" in merged.columns:
+            merged.loc[merged["carried"], "model_seconds"] = 0.0
+        merged = merged.sort_values(key + ["round"])
+        pieces.append(merged)
+    out = pd.concat(pieces, ignore_index=True)
+    out = out[list(rounds.columns) + ["carried"]]
+    for c in ("label", "annotated_slices", "clicks", "fp_slices", "gt_slices"):
+        if c in out.columns:
+            out[c] = out[c].astype(np.int64)
+    return out.reset_index(drop=True)
+
+
+def noc(dice_by_round: np.ndarray, tau: float) -> tuple[int, bool]:
+    """NoC@tau of one object: (first 1-based round with Dice >= tau, reached?).
+
+    ``dice_by_round`` is 1-D over rounds 1..R (carried forward). Not reached: (R, False).
+    """
+    d = np.asarray(dice_by_round, dtype=np.float64)
+    hit = np.flatnonzero(d >= tau)
+    if hit.size:
+        return int(hit[0]) + 1, True
+    return int(d.size), False
+
+
+def object_table(full: pd.DataFrame, noc_thresholds: tuple[float, ...] = (0.80, 0.90)) -> pd.DataFrame:
+    """One row per object from a carried-forward table (:func:`carry_forward`).
+
+    Columns: the group and object keys, ``rounds`` (rounds actually recorded), ``max_rounds``,
+    ``early_stopped``, ``first_dice`` (round 1), ``final_dice`` (last round, carried),
+    ``best_dice`` (max over rounds), ``best_round``, ``auc_dice`` (mean Dice over rounds 1..R),
+    ``final_nsd``, ``final_hd95``, ``final_fp_slices``, ``gt_slices``, ``clicks`` (final),
+    ``annotated_slices`` (final), ``model_seconds`` (sum), and ``noc80``/``noc80_reached`` etc.
+    """
+    key = [c for c in ("dataset", "model", "run") + OBJECT_KEY if c in full.columns]
+    rows = []
+    for k, sub in full.sort_values("round").groupby(key, sort=True):
+        d = sub["dice"].to_numpy(np.float64)
+        real = ~sub["carried"].to_numpy(bool)
+        last = sub.iloc[-1]
+        row = dict(zip(key, k if isinstance(k, tuple) else (k,)))
+        row.update(
+            label_name=last["label_name"],
+            variant=last.get("variant", ""),
+            rounds=int(real.sum()),
+            max_rounds=int(d.size),
+            early_stopped=bool(real.sum() < d.size),
+            first_dice=float(d[0]),
+            final_dice=float(d[-1]),
+            best_dice=float(d.max()),
+            best_round=int(np.argmax(d)) + 1,
+            auc_dice=float(d.mean()),
+            final_nsd=float(last["nsd"]),
+            final_hd95=float(last["hd95"]),
+            final_fp_slices=int(last["fp_slices"]),
+            gt_slices=int(last["gt_slices"]),
+            clicks=int(last["clicks"]),
+            annotated_slices=int(last["annotated_slices"]),
+            model_seconds=float(sub["model_seconds"].sum()),
+        )
+        for tau in noc_thresholds:
+            n, ok = noc(d, tau)
+            tag = f"noc{int(round(tau * 100))}"
+            row[tag] = n
+            row[f"{tag}_reached"] = ok
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize(objects: pd.DataFrame, config: StatsConfig = StatsConfig()) -> pd.DataFrame:
+    """Summary per dataset x structure x setting x model x protocol (DESIGN section 7).
+
+    Columns: ``dataset, structure (label_name), setting, model, protocol, variant, n,
+    early_stopped`` (objects carried forward), ``best_dice`` (mean best-of-rounds Dice, the
+    paper's Table 1 statistic), ``best_sem, best_ci_lo, best_ci_hi`` (mean -/+ 1.96 SEM),
+    ``best_boot_lo, best_boot_hi`` (seeded percentile bootstrap), ``first_dice, final_dice,
+    auc_dice`` (mean Dice over rounds), ``noc80, noc80_failed, noc90, noc90_failed``,
+    ``fp_slices`` (mean final fp_slices), ``nsd`` (mean final NSD), ``hd95`` (mean final HD95
+    over objects where it is defined), ``hd95_undefined`` (objects with an empty prediction).
+    """
+    group = [c for c in GROUP_KEY if c in objects.columns]
+    rows = []
+    for k, sub in objects.groupby(group, sort=True):
+        row = dict(zip(group, k if isinstance(k, tuple) else (k,)))
+        row["variant"] = sub["variant"].iloc[0] if "variant" in sub.columns else ""
+        best = sub["best_dice"].to_numpy(np.float64)
+        mean, sem, lo, hi = mean_sem_ci(best)
+        blo, bhi = bootstrap_ci(best, config.n_boot, config.seed, config.level)
+        hd = sub["final_hd95"].to_numpy(np.float64)
+        row.update(
+            n=int(len(sub)),
+            early_stopped=int(sub["early_stopped"].sum()),
+            best_dice=mean, best_sem=sem, best_ci_lo=lo, best_ci_hi=hi,
+            best_boot_lo=blo, best_boot_hi=bhi,
+            first_dice=float(sub["first_dice"].mean()),
+            final_dice=float(sub["final_dice"].mean()),
+            auc_dice=float(sub["auc_dice"].mean()),
+        )
+        for tau in config.noc_thresholds:
+            tag = f"noc{int(round(tau * 100))}"
+            row[tag] = float(sub[tag].mean())
+            row[f"{tag}_failed"] = int((~sub[f"{tag}_reached"].astype(bool)).sum())
+        row.update(
+            fp_slices=float(sub["final_fp_slices"].mean()),
+            nsd=float(sub["final_nsd"].mean()),
+            hd95=float(np.nanmean(hd)) if np.isfinite(hd).any() else float("nan"),
+            hd95_undefined=int((~np.isfinite(hd)).sum()),
+        )
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    return out.rename(columns={"label_name": "structure"})
+
+
+def curves(full: pd.DataFrame) -> pd.DataFrame:
+    """Mean Dice per round with its 95% band, for the figures (paper's Figs. 2-4).
+
+    One row per (dataset, structure, setting, model, protocol, round) with ``n``, ``mean``,
+    ``sem``, ``lo`` and ``hi`` (mean -/+ 1.96 SEM; NaN with one object) and ``carried`` (objects
+    carried forward into that round).
+    """
+    group = [c for c in GROUP_KEY if c in full.columns] + ["round"]
+    rows = []
+    for k, sub in full.groupby(group, sort=True):
+        mean, sem, lo, hi = mean_sem_ci(sub["dice"].to_numpy(np.float64))
+        row = dict(zip(group, k))
+        row["variant"] = sub["variant"].iloc[0] if "variant" in sub.columns else ""
+        row.update(n=int(len(sub)), mean=mean, sem=sem, lo=lo, hi=hi, carried=int(sub["carried"].sum()))
+        rows.append(row)
+    return pd.DataFrame(rows).rename(columns={"label_name": "structure"})

@@ -1,0 +1,201 @@
+"""Tables as CSV (full precision), Markdown, LaTeX (booktabs) and HTML fragments.
+
+The CSV files hold the raw numbers (every float as Python's ``repr``); the Markdown, LaTeX and
+HTML renderings hold display strings (3 decimals, intervals in brackets) built by
+:func:`summary_display`, :func:`table1_display` and :func:`comparison_display`.
+"""
+
+from __future__ import annotations
+
+import html as _html
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from annosim.report.table1 import PAPER_METHODS
+
+DASH = "-"
+
+
+def fmt(value: object, digits: int = 3) -> str:
+    """A number with ``digits`` decimals; integers as such; NaN/None as ``-``."""
+    if value is None:
+        return DASH
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return DASH if not math.isfinite(float(value)) else f"{float(value):.{digits}f}"
+    return str(value)
+
+
+def fmt_ci(lo: float, hi: float, digits: int = 3) -> str:
+    """An interval as ``[lo, hi]`` (``-`` when undefined)."""
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return DASH
+    return f"[{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def fmt_pair(a: float, b: float, digits: int = 3) -> str:
+    """Two numbers as ``a/b``, the paper's with/without background removal cell."""
+    return f"{fmt(a, digits)}/{fmt(b, digits)}"
+
+
+def _protocol_label(protocol: str, variant: str) -> str:
+    return protocol if not variant or variant in protocol else f"{protocol} ({variant})"
+
+
+def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
+    """Display strings of a summary (:func:`annosim.report.stats.summarize`)."""
+    rows = []
+    for _, r in summary.iterrows():
+        rows.append({
+            "Dataset": r["dataset"],
+            "Structure": r["structure"],
+            "Setting": r["setting"],
+            "Model": r["model"],
+            "Protocol": _protocol_label(r["protocol"], r.get("variant", "")),
+            "n": fmt(r["n"]),
+            "Carried fwd": fmt(r["early_stopped"]),
+            "Best Dice": fmt(r["best_dice"]),
+            "95% CI (1.96 SEM)": fmt_ci(r["best_ci_lo"], r["best_ci_hi"]),
+            "95% CI (bootstrap)": fmt_ci(r["best_boot_lo"], r["best_boot_hi"]),
+            "First": fmt(r["first_dice"]),
+            "Final": fmt(r["final_dice"]),
+            "Mean over rounds": fmt(r["auc_dice"]),
+            "NoC@80": f"{fmt(r['noc80'], 2)} ({fmt(r['noc80_failed'])} not)",
+            "NoC@90": f"{fmt(r['noc90'], 2)} ({fmt(r['noc90_failed'])} not)",
+            "FP slices": fmt(r["fp_slices"], 2),
+            "NSD": fmt(r["nsd"]),
+            "HD95 mm": fmt(r["hd95"], 1),
+        })
+    return pd.DataFrame(rows)
+
+
+def summary_notes(summary: pd.DataFrame, n_boot: int, seed: int) -> list[str]:
+    """Footnotes of the summary table (carry-forward counts, definitions)."""
+    carried = int(summary["early_stopped"].sum()) if len(summary) else 0
+    total = int(summary["n"].sum()) if len(summary) else 0
+    return [
+        f"Objects that stopped early are carried forward (last round repeated up to the last round): "
+        f"{carried} of {total} objects; 'Carried fwd' counts them per row.",
+        "Best Dice: mean over objects of the best Dice over rounds (the paper's Table 1 statistic). "
+        "First/Final: round 1 / last round. Mean over rounds: mean Dice over rounds 1..R (carried forward).",
+        f"95% CI: mean +/- 1.96 SEM (as the paper plots) and percentile bootstrap ({n_boot} resamples, seed {seed}).",
+        "NoC@t: rounds (annotated slices) until Dice >= t; objects never reaching t count as the last round "
+        "and are counted in parentheses. FP slices, NSD, HD95: final round (HD95 over objects with a non-empty prediction).",
+    ]
+
+
+def table1_display(view: pd.DataFrame) -> pd.DataFrame:
+    """Display strings of a Table-1 view (:func:`annosim.report.table1.table1_view`)."""
+    rows = []
+    for _, r in view.iterrows():
+        row = {
+            "Dataset": r["dataset"],
+            "Structure": r["structure"],
+            "Model": r["model"],
+            "Protocol": _protocol_label(r["protocol"], r.get("variant", "")),
+            "n": fmt(r["n"]),
+            "This run fg-only/full": fmt_pair(r["run_fg_only"], r["run_full"]),
+            "Paper dataset": r["paper_dataset"] or DASH,
+        }
+        for col, title in PAPER_METHODS.items():
+            if col.startswith("sam2"):
+                continue
+            row[title] = fmt(r[col])
+        row["SAM2 fg-only/full (paper)"] = fmt_pair(r["sam2_fg_only"], r["sam2_full"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def comparison_display(table: pd.DataFrame) -> pd.DataFrame:
+    """Display strings of a paired comparison (:func:`annosim.report.compare.paired_comparison`)."""
+    rows = []
+    for _, r in table.iterrows():
+        rows.append({
+            "Structure": r["structure"],
+            "Setting": r["setting"],
+            "Protocol": r["protocol"],
+            "n pairs": fmt(r["n"]),
+            "A": fmt(r["mean_a"]),
+            "B": fmt(r["mean_b"]),
+            "B - A": fmt(r["mean_diff"]),
+            "95% CI (bootstrap)": fmt_ci(r["boot_lo"], r["boot_hi"]),
+            "Wilcoxon p": fmt(r["wilcoxon_p"], 4),
+            "B better / worse / tied": f"{r['n_better']}/{r['n_worse']}/{r['n_tied']}",
+        })
+    return pd.DataFrame(rows)
+
+
+def to_markdown(df: pd.DataFrame, notes: list[str] | None = None) -> str:
+    """A GitHub-flavoured Markdown table (pipes in cells escaped), then the notes."""
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(c) for c in df.columns) + " |",
+             "|" + "|".join("---" for _ in df.columns) + "|"]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    if notes:
+        lines.append("")
+        lines.extend(f"- {n}" for n in notes)
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    """Escape LaTeX's special characters in plain text."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+
+
+def to_latex(df: pd.DataFrame, caption: str = "", label: str = "", notes: list[str] | None = None) -> str:
+    """A ``table`` environment with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
+    spec = "l" * min(2, len(df.columns)) + "r" * max(0, len(df.columns) - 2)
+    out = [r"\begin{table}[ht]", r"\centering", r"\small"]
+    if caption:
+        out.append(r"\caption{" + latex_escape(caption) + "}")
+    if label:
+        out.append(r"\label{" + label + "}")
+    out += [r"\begin{tabular}{" + spec + "}", r"\toprule",
+            " & ".join(latex_escape(c) for c in df.columns) + r" \\", r"\midrule"]
+    for row in df.itertuples(index=False):
+        out.append(" & ".join(latex_escape(v) for v in row) + r" \\")
+    out += [r"\bottomrule", r"\end{tabular}"]
+    for n in notes or []:
+        out.append(r"\par\footnotesize " + latex_escape(n))
+    out.append(r"\end{table}")
+    return "\n".join(out) + "\n"
+
+
+def to_html(df: pd.DataFrame, notes: list[str] | None = None) -> str:
+    """An HTML ``<table>`` (escaped cells) followed by the notes as a list."""
+    head = "".join(f"<th>{_html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{_html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in df.itertuples(index=False))
+    out = f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    if notes:
+        out += '<ul class="notes">' + "".join(f"<li>{_html.escape(n)}</li>" for n in notes) + "</ul>"
+    return out
+
+
+def write_table(raw: pd.DataFrame, display: pd.DataFrame, out_dir: Path, stem: str,
+                caption: str = "", notes: list[str] | None = None) -> dict[str, Path]:
+    """Write ``stem.csv`` (raw, full precision), ``stem.md`` and ``stem.tex`` (display).
+
+    Returns the paths by extension.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out_dir / f"{stem}.csv", "md": out_dir / f"{stem}.md", "tex": out_dir / f"{stem}.tex"}
+    raw.to_csv(paths["csv"], index=False, float_format=None)
+    md = (f"**{caption}**\n\n" if caption else "") + to_markdown(display, notes)
+    paths["md"].write_text(md, encoding="utf-8")
+    paths["tex"].write_text(to_latex(display, caption, f"tab:{stem}", notes), encoding="utf-8")
+    return paths
