@@ -51,9 +51,9 @@ class ClassicalParams:
     #: Step cost exponent of the negative-click cut (higher: cuts snap harder to necks).
     neck_power: float = 2.0
     #: Largest distance the object's border may move between neighbouring frames.
-    grow_mm: float = 4.0
+    grow_mm: float = 1.0
     #: Erosion of the previous mask that seeds the next frame.
-    seed_mm: float = 3.0
+    seed_mm: float = 5.0
     #: Opening radius of the candidates while propagating.
     propagate_open_mm: float = 3.0
     #: Percentiles of the prompted masks' HU that bound the object's intensity range.
@@ -278,7 +278,7 @@ class ClassicalModel(SliceModelBase):
         lo, hi, mean = model
         img = self._image[z]  # type: ignore[index]
         new = ops.propagate_step(
-            prev, img, lo, hi, self._px(p.grow_mm), self._px(p.seed_mm),
+            prev, img, lo, hi, max(self._px(p.grow_mm), 1), self._px(p.seed_mm),
             self._px(p.propagate_open_mm),
         )
         area = int(new.sum())
