@@ -9,7 +9,7 @@ import click
 from annosim.data.inspect import case_summary, format_summary
 from annosim.data.layouts import LAYOUTS, open_dataset
 from annosim.data.orientation import ORIENTATIONS
-from annosim.errors import AnnosimError
+from annosim.errors import AnnosimError, InputError
 
 
 @click.group()
@@ -42,7 +42,7 @@ def inspect(
 
     SPEC is an MSD or nnU-Net folder, a datalist .json, a .csv manifest, or "IMAGE LABEL".
     A case that cannot be read is reported on stderr and the others are still shown; the exit
-    status is then 1.
+    status is then 2.
     """
     ds = open_dataset(spec, layout=layout, data_root=data_root, split=split, label_names=label_names)
     info = ds.describe()
@@ -65,5 +65,5 @@ def inspect(
         summary = case_summary(case)
         click.echo(json.dumps(summary) if as_json else format_summary(summary))
     if failed:
-        click.echo(f"annosim: {failed} of {len(ds)} case(s) could not be read", err=True)
-        ctx.exit(1)
+        # An AnnosimError: one more line on stderr and exit status 2 (see annosim.cli.main).
+        raise InputError(None, f"{failed} of {len(ds)} case(s) could not be read")
