@@ -61,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="annosim", standalone_mode=False)
+        # With standalone_mode=False click returns ctx.exit()'s code instead of raising.
+        status = cli.main(args=args, prog_name="annosim", standalone_mode=False)
+        if isinstance(status, int):
+            return status
     except click.exceptions.Exit as exc:
         return int(exc.exit_code or 0)
     except click.ClickException as exc:

@@ -1,0 +1,97 @@
+"""``annosim run``: benchmark a model with one or more protocols on a dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from annosim.errors import ConfigError
+from annosim.params import parse_key_values
+from annosim.runner import SETTINGS
+
+
+def dataset_options(func):
+    """The options that name a dataset (shared by run, datasets inspect and score)."""
+    for opt in reversed(
+        [
+            click.option("--layout", type=click.Choice(["msd", "nnunet", "datalist", "csv", "pair"]),
+                         default=None, help="Dataset layout (detected automatically by default)."),
+            click.option("--data-root", default=None, help="Root for relative paths of datalist/CSV files."),
+            click.option("--split", default=None, help="Datalist split: testing, training or fold:K."),
+            click.option("--label-names", default=None,
+                         help='Label names: JSON text or file, or "1=liver,2=tumour".'),
+        ]
+    ):
+        func = opt(func)
+    return func
+
+
+def _csv_list(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    return items or None
+
+
+@click.command()
+@click.option("--data", "data", required=True,
+              help='Dataset spec: MSD/nnU-Net folder, datalist .json, .csv manifest, or "IMAGE LABEL".')
+@dataset_options
+@click.option("--model", "model", default="classical", show_default=True,
+              help="Built-in name (annosim models), path/to/file.py:Class or package.module:Class.")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+              help="Constructor argument of the model (repeatable).")
+@click.option("--checkpoint", default=None, type=click.Path(dir_okay=True), help="Local model weights.")
+@click.option("--protocol", "protocols", default="he2024", show_default=True,
+              help="Protocol name, or several separated by commas (annosim protocols).")
+@click.option("--protocol-arg", "protocol_args", multiple=True, metavar="KEY=VALUE",
+              help="Protocol parameter, e.g. rounds=4 or he2024.select_from=all (repeatable).")
+@click.option("--settings", default="full,fg-only", show_default=True,
+              help="full (whole volume), fg-only (slices holding the object), or both.")
+@click.option("--labels", default=None, help="Labels by names or values, comma-separated (default: all present).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random clicks.")
+@click.option("--nsd-tolerance", default=2.0, show_default=True, type=float, help="NSD tolerance in mm.")
+@click.option("--no-surface-metrics", is_flag=True, help="Skip NSD and HD95 (written as nan).")
+@click.option("--orientation", type=click.Choice(["canonical", "as-stored"]), default=None,
+              help="Array orientation (default: canonical; he2024-vista: as-stored).")
+@click.option("--save-predictions", is_flag=True, help="Keep every round's 3D prediction (predictions/*.npz).")
+@click.option("--limit", type=int, default=None, help="Only the first N cases.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Results folder.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.pass_context
+def run(ctx: click.Context, data, layout, data_root, split, label_names, model, model_args, checkpoint,
+        protocols, protocol_args, settings, labels, seed, nsd_tolerance, no_surface_metrics, orientation,
+        save_predictions, limit, out, quiet) -> None:
+    """Run PROTOCOL(s) with MODEL on every case of a dataset into a resumable results folder."""
+    from annosim.execute import RunConfig, run_benchmark
+
+    margs = parse_key_values(model_args, "--model-arg")
+    if checkpoint:
+        margs["checkpoint"] = str(Path(checkpoint).expanduser().resolve())
+    chosen = _csv_list(settings) or ()
+    bad = [s for s in chosen if s not in SETTINGS]
+    if bad or not chosen:
+        raise ConfigError(f"--settings: expected full, fg-only or both, got {settings!r}")
+    cfg = RunConfig(
+        data=data,
+        out=Path(out),
+        model=model,
+        model_args=margs,
+        protocols=_csv_list(protocols) or ("he2024",),
+        protocol_args=parse_key_values(protocol_args, "--protocol-arg"),
+        settings=chosen,
+        labels=_csv_list(labels),
+        seed=seed,
+        nsd_tolerance=nsd_tolerance,
+        surface_metrics=not no_surface_metrics,
+        orientation=orientation,
+        layout=layout,
+        data_root=data_root,
+        split=split,
+        label_names=label_names,
+        save_predictions=save_predictions,
+        limit=limit,
+    )
+    report = run_benchmark(cfg, progress=False if quiet else None, echo=click.echo)
+    ctx.exit(report.exit_code)

@@ -1,0 +1,308 @@
+"""``annosim run``: a benchmark over a dataset into a resumable results folder.
+
+The driver reads cases one at a time, runs every (protocol, label, setting) unit that the
+results folder does not hold yet, writes each unit as soon as it is done, records failures in
+``errors.jsonl`` and goes on. It exits non-zero at the end when anything failed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import platform
+import socket
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from annosim import __version__
+from annosim.data.case import Case
+from annosim.data.layouts import CaseRef, open_dataset
+from annosim.errors import AnnosimError, ConfigError
+from annosim.models.base import SliceModelBase
+from annosim.models.registry import load_model, model_identity, model_info
+from annosim.protocols.base import Protocol, RoundOutcome
+from annosim.protocols.registry import get_protocol
+from annosim.results import ResultsFolder, UnitKey, read_rounds
+from annosim.runner import SETTINGS, UnitResult, iter_case_units, resolve_labels
+
+ORIENTATIONS = ("canonical", "as-stored")
+
+
+@dataclass
+class RunConfig:
+    """Everything ``annosim run`` needs; defaults match the paper's protocol."""
+
+    data: str
+    out: Path
+    model: str = "classical"
+    model_args: dict[str, str] = field(default_factory=dict)
+    protocols: tuple[str, ...] = ("he2024",)
+    protocol_args: dict[str, str] = field(default_factory=dict)
+    settings: tuple[str, ...] = SETTINGS
+    labels: tuple[str, ...] | None = None
+    seed: int = 0
+    nsd_tolerance: float = 2.0
+    surface_metrics: bool = True
+    orientation: str | None = None
+    layout: str | None = None
+    data_root: str | None = None
+    split: str | None = None
+    label_names: str | None = None
+    save_predictions: bool = False
+    limit: int | None = None
+
+
+@dataclass
+class RunReport:
+    """What a run did: units written now, units resumed, errors, and the summary table."""
+
+    out: Path
+    written: int = 0
+    skipped: int = 0
+    errors: int = 0
+    summary: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.errors else 0
+
+
+# ---------------------------------------------------------------------------------------------
+def build_protocols(names: Sequence[str], args: dict[str, str]) -> list[Protocol]:
+    """Protocols by name; ``args`` keys are ``param`` (every protocol) or ``name.param``."""
+    protos = []
+    for name in names:
+        own = {k.split(".", 1)[1]: v for k, v in args.items() if k.startswith(name + ".")}
+        common = {k: v for k, v in args.items() if "." not in k}
+        protos.append(get_protocol(name, **{**common, **own}))
+    if len({p.name for p in protos}) != len(protos):
+        raise ConfigError("a protocol is named twice in --protocol")
+    return protos
+
+
+def check_model_supports(model: Any, protocols: Sequence[Protocol]) -> None:
+    """Refuse before the run starts when a protocol needs an optional method the model lacks."""
+    for proto in protocols:
+        for method in proto.requires:
+            impl = getattr(type(model), method, None)
+            if impl is None or impl is getattr(SliceModelBase, method, None):
+                raise ConfigError(
+                    f"protocol {proto.name!r} needs the model method {method}(), which model "
+                    f"{getattr(model, 'name', type(model).__name__)!r} does not implement"
+                )
+
+
+def orientation_of(proto: Protocol, requested: str | None) -> str:
+    """Orientation a protocol runs in: the user's choice, else the protocol's, else canonical."""
+    if requested is not None:
+        if requested not in ORIENTATIONS:
+            raise ConfigError(f"--orientation must be one of {ORIENTATIONS}, got {requested!r}")
+        return requested
+    return proto.orientation or "canonical"
+
+
+def run_identity(cfg: RunConfig, dataset_desc: dict[str, Any], protocols: Sequence[Protocol]) -> dict[str, Any]:
+    """The configuration part of run.json (a folder resumes only under the same one)."""
+    return {
+        "protocols": [{**p.describe(), "orientation": orientation_of(p, cfg.orientation)} for p in protocols],
+        "model": model_identity(cfg.model, cfg.model_args),
+        "data": dataset_desc,
+        "settings": list(cfg.settings),
+        "labels": None if cfg.labels is None else list(cfg.labels),
+        "seed": cfg.seed,
+        "nsd_tolerance": cfg.nsd_tolerance,
+        "surface_metrics": cfg.surface_metrics,
+        "orientation": cfg.orientation,
+    }
+
+
+def run_meta(model: Any) -> dict[str, Any]:
+    """The informational part of run.json: versions, start time, host, model details."""
+    versions = {"annosim": __version__, "python": platform.python_version(), "numpy": np.__version__}
+    for mod in ("torch", "sam2", "monai", "SimpleITK", "nibabel"):
+        m = sys.modules.get(mod)
+        if m is None:
+            try:
+                m = __import__(mod)
+            except Exception:
+                versions[mod] = None
+                continue
+        versions[mod] = getattr(m, "__version__", None) or getattr(m, "Version", lambda: None)()
+    return {
+        "annosim_version": __version__,
+        "versions": versions,
+        "model_info": model_info(model),
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+    }
+
+
+def save_unit_predictions(out: Path, unit: UnitResult, predictions: list[np.ndarray]) -> None:
+    """``predictions/<case>/<protocol>__<label>__<setting>.npz``: ``round_K`` bool (Z, Y, X)."""
+    folder = out / "predictions" / unit.case
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{unit.protocol}__{unit.label}__{unit.setting}.npz"
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **{f"round_{i + 1}": p for i, p in enumerate(predictions)})
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------------------
+def process_case(
+    ref: CaseRef,
+    model: Any,
+    protocols: Sequence[Protocol],
+    cfg: RunConfig,
+    is_done: Callable[[UnitKey], bool],
+    emit: Callable[[UnitResult, list[np.ndarray]], None],
+    on_error: Callable[[str, int | None, str, str], None],
+) -> None:
+    """Run every pending unit of one case; ``emit`` receives each finished unit as it ends."""
+    by_orientation: dict[str, list[Protocol]] = defaultdict(list)
+    for proto in protocols:
+        by_orientation[orientation_of(proto, cfg.orientation)].append(proto)
+    for orientation, protos in by_orientation.items():
+        try:
+            case: Case = ref.load(orientation)
+        except AnnosimError as exc:
+            on_error(ref.case_id, None, "read", str(exc))
+            return
+        except MemoryError:
+            on_error(ref.case_id, None, "read", f"{ref.image}: out of memory while reading")
+            return
+        values, problems = resolve_labels(case, cfg.labels)
+        if orientation == next(iter(by_orientation)):
+            for msg in problems:
+                on_error(case.case_id, None, "labels", msg)
+
+        def pending(label: int, setting: str, protocol: str) -> bool:
+            return is_done(UnitKey(case.case_id, int(label), setting, protocol))
+
+        todo = [
+            (p.name, v, s) for p in protos for v in values for s in cfg.settings if not pending(v, s, p.name)
+        ]
+        if not todo:
+            continue
+        predictions: list[np.ndarray] = []
+
+        def keep(label: int, setting: str, outcome: RoundOutcome) -> None:
+            if cfg.save_predictions:
+                predictions.append(outcome.prediction)
+
+        try:
+            for unit in iter_case_units(
+                case,
+                model,
+                protos,
+                settings=cfg.settings,
+                labels=values,
+                seed=cfg.seed,
+                nsd_tolerance=cfg.nsd_tolerance,
+                surface_metrics=cfg.surface_metrics,
+                skip=pending,
+                on_round=keep,
+            ):
+                emit(unit, predictions[:])
+                predictions.clear()
+        except AnnosimError as exc:
+            on_error(case.case_id, None, "model", str(exc))
+        except (RuntimeError, ValueError, MemoryError) as exc:
+            on_error(case.case_id, None, "model", f"{type(exc).__name__}: {exc}")
+
+
+def summarize(out: Path) -> list[dict[str, Any]]:
+    """Mean best-of-rounds Dice per (protocol, label, setting) over the folder's rows."""
+    best: dict[tuple[str, str, str, str], float] = {}
+    for r in read_rounds(out):
+        key = (r["protocol"], r["label_name"], r["setting"], r["case"])
+        best[key] = max(best.get(key, -1.0), float(r["dice"]))
+    groups: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for (proto, name, setting, _), value in best.items():
+        groups[(proto, name, setting)].append(value)
+    return [
+        {"protocol": p, "label_name": n, "setting": s, "n": len(v), "best_dice": float(np.mean(v))}
+        for (p, n, s), v in sorted(groups.items())
+    ]
+
+
+def format_summary(rows: list[dict[str, Any]]) -> str:
+    """Plain-text table of :func:`summarize` rows, one line per structure, settings as columns."""
+    if not rows:
+        return "no results"
+    settings = sorted({r["setting"] for r in rows}, key=lambda s: (s != "full", s))
+    table: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    for r in rows:
+        table[(r["protocol"], r["label_name"])][r["setting"]] = f"{r['best_dice']:.3f} (n={r['n']})"
+    width = max(len(n) for _, n in table) + 2
+    lines = [f"{'structure':<{width}}" + "".join(f"{s:>16}" for s in settings) + "   protocol"]
+    for (proto, name), cells in sorted(table.items()):
+        lines.append(f"{name:<{width}}" + "".join(f"{cells.get(s, '-'):>16}" for s in settings) + f"   {proto}")
+    return "\n".join(lines)
+
+
+def run_benchmark(
+    cfg: RunConfig,
+    *,
+    progress: bool | None = None,
+    echo: Callable[[str], None] = print,
+) -> RunReport:
+    """Run ``cfg`` into ``cfg.out``, resuming what is already there; returns a RunReport."""
+    from tqdm import tqdm
+
+    for s in cfg.settings:
+        if s not in SETTINGS:
+            raise ConfigError(f"unknown setting {s!r}; expected {', '.join(SETTINGS)}")
+    dataset = open_dataset(
+        cfg.data, layout=cfg.layout, data_root=cfg.data_root, split=cfg.split, label_names=cfg.label_names
+    )
+    refs = list(dataset.cases)[: cfg.limit] if cfg.limit else list(dataset.cases)
+    protocols = build_protocols(cfg.protocols, cfg.protocol_args)
+    model = load_model(cfg.model, cfg.model_args)
+    check_model_supports(model, protocols)
+    identity = run_identity(cfg, dataset.describe(), protocols)
+    report = RunReport(Path(cfg.out))
+    with ResultsFolder(cfg.out).open(identity, run_meta(model)) as store:
+        report.skipped = len(store.done_units)
+        bar = tqdm(total=len(refs), unit="case", disable=progress is False if progress is not None else None,
+                   dynamic_ncols=True, file=sys.stderr)
+
+        def emit(unit: UnitResult, predictions: list[np.ndarray]) -> None:
+            if unit.error:
+                store.write_error(unit.case, unit.label, unit.stage, unit.error)
+                report.errors += 1
+                return
+            if cfg.save_predictions:
+                save_unit_predictions(report.out, unit, predictions)
+            store.write_unit(UnitKey(unit.case, unit.label, unit.setting, unit.protocol), unit.rows, unit.prompts)
+            report.written += 1
+            bar.set_postfix(objects=report.written + report.skipped, errors=report.errors, refresh=False)
+
+        def on_error(case: str, label: int | None, stage: str, message: str) -> None:
+            store.write_error(case, label, stage, message)
+            report.errors += 1
+            bar.write(f"annosim: {case}: {message}", file=sys.stderr)
+
+        try:
+            for ref in refs:
+                bar.set_description(ref.case_id[:24])
+                process_case(ref, model, protocols, cfg, store.is_done, emit, on_error)
+                bar.update(1)
+        finally:
+            bar.close()
+    report.summary = summarize(report.out)
+    echo(format_summary(report.summary))
+    echo(
+        f"results: {report.out}  ({report.written} units written, {report.skipped} resumed, "
+        f"{report.errors} errors{' -> errors.jsonl' if report.errors else ''})"
+    )
+    return report
+
+
+def config_replace(cfg: RunConfig, **changes: Any) -> RunConfig:
+    """A copy of ``cfg`` with some fields changed."""
+    return dataclasses.replace(cfg, **changes)
