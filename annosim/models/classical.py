@@ -169,6 +169,7 @@ class ClassicalModel(SliceModelBase):
     ) -> np.ndarray:
         """Clicks ``points`` (K, 2) (y, x) with ``labels`` (K,) 1/0 on slice ``z``; bool (Y, X)."""
         z = int(z)
+        self._check_slice(z)
         pts = np.asarray(points, dtype=np.int64).reshape(-1, 2)
         lab = np.asarray(labels).reshape(-1)
         if lab.shape[0] != pts.shape[0]:
@@ -191,6 +192,7 @@ class ClassicalModel(SliceModelBase):
         clicks on the slice are forgotten; later ones edit the box result.
         """
         z = int(z)
+        self._check_slice(z)
         y0, x0, y1, x1 = (int(v) for v in box)
         ny, nx = self.shape[1:]  # type: ignore[index]
         y0, y1 = sorted((max(min(y0, ny - 1), 0), max(min(y1, ny - 1), 0)))
@@ -209,6 +211,7 @@ class ClassicalModel(SliceModelBase):
     def add_mask(self, z: int, mask: np.ndarray) -> np.ndarray:
         """Mask prompt bool ``(Y, X)`` on slice ``z``: taken as the slice's base mask as is."""
         z = int(z)
+        self._check_slice(z)
         mask = np.asarray(mask)
         if mask.shape != tuple(self.shape[1:]):  # type: ignore[index]
             raise ValueError(f"mask shape {mask.shape} != slice shape {self.shape[1:]}")

@@ -1,0 +1,277 @@
+"""Tests of the ``classical`` model on synthetic volumes with exactly known answers, and its
+accuracy floors under he2024 on the sample CT (../shared/data)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from annosim.errors import ConfigError
+from annosim.models import classical_ops as ops
+from annosim.models.classical import ClassicalModel, ClassicalParams
+
+FAT, TISSUE = -100.0, 40.0
+#: Smoothing and opening off: a click then selects exactly its connected tissue.
+EXACT = dict(smooth_mm=0, open_mm=0, propagate_open_mm=0)
+
+
+def disc(shape: tuple[int, int], cy: int, cx: int, r: float) -> np.ndarray:
+    yy, xx = np.ogrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def volume_from(masks: np.ndarray) -> np.ndarray:
+    """TISSUE where ``masks`` (Z, Y, X) is True, FAT elsewhere, float32."""
+    return np.where(masks, TISSUE, FAT).astype(np.float32)
+
+
+def model_on(vol: np.ndarray, frames: np.ndarray | None = None, **kw) -> ClassicalModel:
+    m = ClassicalModel(**{**EXACT, **kw})
+    m.set_volume(vol, (1.0, 1.0, 1.0))
+    m.start_object(frames)
+    return m
+
+
+# -- parameters ------------------------------------------------------------------------------
+def test_params_convert_strings_and_reject_bad_values():
+    p = ClassicalParams.from_kwargs(grow_mm="2.5", click_tolerance_hu="20")
+    assert p.grow_mm == 2.5 and p.click_tolerance_hu == 20.0
+    assert ClassicalParams().grow_mm == 1.0  # documented default
+    with pytest.raises(ConfigError, match="no parameter 'nope'"):
+        ClassicalParams.from_kwargs(nope=1)
+    with pytest.raises(ConfigError, match="not a number"):
+        ClassicalParams.from_kwargs(grow_mm="wide")
+    with pytest.raises(ConfigError, match="grow_mm must be >= 0"):
+        ClassicalParams.from_kwargs(grow_mm=-1)
+    with pytest.raises(ConfigError, match="range_low_pct"):
+        ClassicalParams.from_kwargs(range_low_pct=90, range_high_pct=10)
+    assert ClassicalModel(seed_mm="4").describe()["params"]["seed_mm"] == 4.0
+
+
+# -- 2D operations ---------------------------------------------------------------------------
+def test_square_morphology_on_a_single_pixel():
+    m = np.zeros((7, 7), bool)
+    m[3, 3] = True
+    assert ops.dilate(m, 2).sum() == 25 and ops.dilate(m, 2)[1:6, 1:6].all()
+    block = ops.dilate(m, 2)
+    assert np.array_equal(ops.erode(block, 2), m)
+    assert not ops.opening(m, 1).any()  # a single pixel is thinner than a 3x3 square
+    edge = np.ones((4, 4), bool)
+    assert ops.erode(edge, 1).sum() == 4  # outside the array counts as background
+
+
+def test_click_region_is_the_connected_tissue_around_the_click():
+    shape = (30, 30)
+    a, b = disc(shape, 8, 8, 5), disc(shape, 20, 20, 5)
+    img = np.where(a | b, TISSUE, FAT).astype(np.float32)
+    assert np.array_equal(ops.click_region(img, (8, 8), 1, 30.0, 0), a)
+
+
+# -- clicks on one slice ---------------------------------------------------------------------
+def two_discs(z: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    shape = (40, 40)
+    a, b = disc(shape, 12, 12, 6), disc(shape, 28, 28, 6)
+    masks = np.zeros((7, *shape), bool)
+    masks[z] = a | b
+    return volume_from(masks), a, b
+
+
+def test_positive_click_adds_the_missed_region():
+    vol, a, b = two_discs()
+    m = model_on(vol)
+    assert np.array_equal(m.add_clicks(3, np.array([[12, 12]]), np.array([1])), a)
+    assert np.array_equal(m.add_clicks(3, np.array([[28, 28]]), np.array([1])), a | b)
+
+
+def test_replace_drops_earlier_clicks_on_that_slice_only():
+    vol, a, b = two_discs()
+    vol[4] = vol[3]
+    m = model_on(vol)
+    m.add_clicks(3, np.array([[12, 12]]), np.array([1]))
+    m.add_clicks(4, np.array([[12, 12]]), np.array([1]))
+    assert np.array_equal(m.add_clicks(3, np.array([[28, 28]]), np.array([1]), replace=True), b)
+    assert np.array_equal(m.add_clicks(4, np.array([[28, 28]]), np.array([1])), a | b)
+
+
+def dumbbell() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Object disc (r 8) joined to a leak disc (r 7) by a 4-pixel-high, 20-pixel-long bar."""
+    shape = (40, 64)
+    obj, leak = disc(shape, 20, 12, 8), disc(shape, 20, 47, 7)
+    bar = np.zeros(shape, bool)
+    bar[18:22, 12:48] = True
+    masks = np.zeros((5, *shape), bool)
+    masks[2] = obj | leak | bar
+    return volume_from(masks), obj, leak, bar
+
+
+def test_negative_click_on_a_leak_removes_it_and_keeps_the_object():
+    vol, obj, leak, bar = dumbbell()
+    m = model_on(vol)
+    first = m.add_clicks(2, np.array([[20, 12]]), np.array([1]))
+    assert np.array_equal(first, obj | leak | bar)  # the click leaks through the bar
+    cut = m.add_clicks(2, np.array([[20, 47]]), np.array([0]))
+    assert cut[obj].all()
+    assert not cut[leak].any()
+    assert not (cut & ~(obj | bar)).any()
+
+
+def test_negative_click_alone_removes_its_whole_component():
+    vol, a, b = two_discs()
+    m = model_on(vol)
+    m.add_mask(3, a | b)
+    assert np.array_equal(m.add_clicks(3, np.array([[28, 28]]), np.array([0])), a)
+
+
+def test_add_box_segments_inside_the_box_only():
+    shape = (40, 40)
+    slab = np.zeros(shape, bool)
+    slab[10:30, 5:35] = True  # one tissue block wider than the box
+    masks = np.zeros((5, *shape), bool)
+    masks[2] = slab
+    m = model_on(volume_from(masks))
+    out = m.add_box(2, (12, 10, 25, 20))
+    expect = np.zeros(shape, bool)
+    expect[12:26, 10:21] = True
+    assert np.array_equal(out, expect)
+
+
+def test_add_mask_is_kept_as_given_and_clicks_edit_it():
+    vol, a, b = two_discs()
+    m = model_on(vol)
+    given = np.zeros(a.shape, bool)
+    given[0:3, 0:3] = True  # fat: a mask prompt is not snapped to the image
+    assert np.array_equal(m.add_mask(3, given), given)
+    assert np.array_equal(m.propagate()[3], given)
+    assert np.array_equal(m.add_clicks(3, np.array([[12, 12]]), np.array([1])), given | a)
+    with pytest.raises(ValueError, match="mask shape"):
+        m.add_mask(3, given[:5])
+
+
+def test_bad_calls_raise():
+    vol, a, b = two_discs()
+    m = ClassicalModel()
+    with pytest.raises(RuntimeError):
+        m.add_clicks(0, np.array([[1, 1]]), np.array([1]))
+    m = model_on(vol, frames=np.array([2, 3]))
+    with pytest.raises(ValueError, match="not one of this object's frames"):
+        m.add_clicks(5, np.array([[1, 1]]), np.array([1]))
+    with pytest.raises(ValueError, match="outside"):
+        m.add_clicks(3, np.array([[40, 1]]), np.array([1]))
+    with pytest.raises(ValueError, match="labels"):
+        m.add_clicks(3, np.array([[1, 1]]), np.array([1, 0]))
+
+
+# -- propagation -----------------------------------------------------------------------------
+def cylinder(z0: int, z1: int, nz: int = 10, r: float = 10) -> tuple[np.ndarray, np.ndarray]:
+    shape = (40, 40)
+    d = disc(shape, 20, 20, r)
+    masks = np.zeros((nz, *shape), bool)
+    masks[z0:z1] = d
+    return masks, d
+
+
+def test_propagation_follows_the_object_and_stops_where_it_ends():
+    masks, d = cylinder(2, 8)
+    m = model_on(volume_from(masks))
+    m.add_clicks(4, np.array([[20, 20]]), np.array([1]))
+    assert np.array_equal(m.propagate(), masks)
+
+
+def test_prompted_frame_met_on_the_way_keeps_its_mask_and_conditions_what_follows():
+    masks, d = cylinder(0, 10)
+    m = model_on(volume_from(masks))
+    m.add_clicks(2, np.array([[20, 20]]), np.array([1]))
+    square = np.zeros(d.shape, bool)
+    square[16:25, 16:25] = True  # 9x9, inside the disc
+    m.add_mask(6, square)
+    pred = m.propagate()
+    assert np.array_equal(pred[6], square)
+    # After frame 6 tracking restarts from the square, growing 1 pixel (1 mm) per frame.
+    for z, half in ((7, 5), (8, 6), (9, 7)):
+        grown = np.zeros(d.shape, bool)
+        grown[20 - half : 21 + half, 20 - half : 21 + half] = True
+        assert np.array_equal(pred[z], grown & d), z
+    # Backward from the earliest prompted frame, and between the two prompted frames.
+    for z in (0, 1, 3, 4, 5):
+        assert np.array_equal(pred[z], d), z
+
+
+def test_backward_pass_starts_at_the_earliest_prompted_frame():
+    masks, d = cylinder(0, 10)
+    m = model_on(volume_from(masks))
+    m.add_clicks(5, np.array([[20, 20]]), np.array([1]))
+    first = m.propagate()
+    assert np.array_equal(first, masks)
+    square = np.zeros(d.shape, bool)
+    square[18:23, 18:23] = True
+    m.add_mask(2, square)
+    pred = m.propagate()
+    assert np.array_equal(pred[2], square) and np.array_equal(pred[5], d)
+    # Frames 0-1 now follow the new earliest prompt; growth from 25 to 49 pixels is more than
+    # max_growth (1.6) allows, so tracking stops there.
+    assert not pred[:2].any()
+
+
+def test_fg_only_frames_are_neighbours_even_across_a_gap():
+    masks, d = cylinder(0, 10)
+    frames = np.array([1, 2, 3, 6, 7])
+    m = model_on(volume_from(masks), frames=frames)
+    m.add_clicks(2, np.array([[20, 20]]), np.array([1]))
+    pred = m.propagate()
+    expect = np.zeros_like(masks)
+    expect[frames] = d
+    assert np.array_equal(pred, expect)
+
+
+def test_start_object_forgets_prompts_and_results_are_deterministic():
+    vol, obj, leak, bar = dumbbell()
+    runs = []
+    for _ in range(2):
+        m = ClassicalModel()
+        m.set_volume(vol, (2.0, 0.8, 0.8))
+        m.start_object()
+        m.add_clicks(2, np.array([[20, 12], [20, 47]]), np.array([1, 0]))
+        runs.append(m.propagate())
+        m.start_object()
+        assert not m.propagate().any()
+    assert np.array_equal(runs[0], runs[1]) and runs[0].any()
+
+
+# -- sample CT under he2024 ------------------------------------------------------------------
+def mean_best_of_rounds(rows: list[dict], setting: str) -> float:
+    best: dict[tuple, float] = {}
+    for r in rows:
+        if r["setting"] == setting:
+            key = (r["case"], r["label"])
+            best[key] = max(best.get(key, 0.0), float(r["dice"]))
+    return float(np.mean(list(best.values())))
+
+
+def run_he2024(image, label, labels: list[int]) -> list[dict]:
+    from annosim.data.layouts import open_dataset
+    from annosim.protocols.registry import get_protocol
+    from annosim.runner import evaluate_case
+
+    case = open_dataset(f"{image} {label}").cases[0].load()
+    res = evaluate_case(
+        case, ClassicalModel(), get_protocol("he2024"), settings=("full", "fg-only"),
+        labels=labels, seed=0, surface_metrics=False,
+    )
+    assert not res.errors
+    return res.rows
+
+
+def test_totalseg_abdomen_floor(shared_data):
+    d = shared_data / "totalseg-abdomen"
+    rows = run_he2024(d / "ct.nii.gz", d / "seg.nii.gz", [1, 2, 3, 5, 52, 63])
+    for setting in ("full", "fg-only"):
+        assert mean_best_of_rounds(rows, setting) >= 0.80, setting
+
+
+def test_sarcoma_floor_fg_only(shared_data):
+    rows = []
+    for case in ("STS_002", "STS_019"):
+        d = shared_data / "ibsi-sts" / case
+        for r in run_he2024(d / "CT_image.nii.gz", d / "CT_mask.nii.gz", [1]):
+            rows.append({**r, "case": case})
+    assert mean_best_of_rounds(rows, "fg-only") >= 0.60
