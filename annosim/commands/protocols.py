@@ -1,0 +1,48 @@
+"""``annosim protocols``: the registered protocols, what each does and which ground-truth
+information (oracle) it uses."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+
+def protocol_table() -> list[dict[str, Any]]:
+    """One dict per registered protocol: name, summary, uses_gt, source, default params."""
+    from annosim.protocols.registry import list_protocols
+
+    rows = []
+    for info in list_protocols():
+        params = info.factory().describe().get("params", {})
+        rows.append(
+            {
+                "name": info.name,
+                "summary": info.summary,
+                "uses_gt": info.uses_gt,
+                "source": info.source,
+                "params": params,
+            }
+        )
+    return rows
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per protocol instead of text.")
+def protocols(as_json: bool) -> None:
+    """List protocols (--protocol NAME; parameters with --protocol-arg key=value)."""
+    rows = protocol_table()
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    width = max(len(r["name"]) for r in rows) + 2
+    pad = " " * width
+    for r in rows:
+        click.echo(f"{r['name']:<{width}}{r['summary']}")
+        click.echo(f"{pad}uses truth: {r['uses_gt']}")
+        if r["params"]:
+            values = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+            click.echo(f"{pad}parameters: {values}")
+        click.echo(f"{pad}source: {r['source']}")

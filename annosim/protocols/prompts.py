@@ -1,0 +1,128 @@
+"""Prompt rules shared by the published protocols: frames, slice choice, boxes, deepest points.
+
+All functions are pure: they read bool masks and return indices. Coordinates are integer
+``(z, y, x)`` in 3D and ``(y, x)`` on a slice; ties go to the lowest index in lexicographic
+(raster) order. Distances are in voxel units (a protocol does not see the spacing).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from annosim.protocols.base import ModelTimer
+
+#: 8-connectivity on a slice (the 2D analogue of the 26-connectivity of the first click).
+_CONN8 = np.ones((3, 3), dtype=bool)
+
+
+def frame_mask(n_slices: int, frames: np.ndarray | None) -> np.ndarray:
+    """bool ``(Z,)``: True on the setting's frames (all slices when ``frames`` is None)."""
+    out = np.zeros(int(n_slices), dtype=bool)
+    out[np.arange(n_slices) if frames is None else np.asarray(frames, dtype=np.int64)] = True
+    return out
+
+
+def foreground_slices(mask: np.ndarray) -> np.ndarray:
+    """Increasing indices of the slices of a bool ``(Z, Y, X)`` mask that hold foreground."""
+    return np.flatnonzero(np.asarray(mask, dtype=bool).any(axis=(1, 2)))
+
+
+def z_extent(mask: np.ndarray) -> tuple[int, int]:
+    """``(z_min, z_max)`` inclusive of a bool ``(Z, Y, X)`` mask; ValueError when empty."""
+    zs = foreground_slices(mask)
+    if zs.size == 0:
+        raise ValueError("empty ground truth: no z extent")
+    return int(zs[0]), int(zs[-1])
+
+
+def nearest_foreground_slice(mask: np.ndarray, target: float) -> int:
+    """The foreground slice of ``mask`` nearest to position ``target`` (ties: lower z)."""
+    zs = foreground_slices(mask)
+    if zs.size == 0:
+        raise ValueError("empty ground truth: no slice to prompt")
+    return int(zs[int(np.argmin(np.abs(zs - float(target))))])
+
+
+def quantile_slices(mask: np.ndarray, fractions: tuple[float, ...]) -> list[int]:
+    """Slices at ``fractions`` of the object's z extent, each snapped to a foreground slice.
+
+    Position ``z_min + floor(f * (z_max - z_min))`` for each fraction ``f``, then the nearest
+    slice holding foreground (ties: lower z; only matters when the object skips slices).
+    Returns the distinct slices in increasing order (fewer than ``len(fractions)`` when the
+    extent is too short to separate them).
+
+    >>> m = np.zeros((20, 4, 4), bool); m[2:11, 1, 1] = True   # extent 2..10
+    >>> quantile_slices(m, (0.25, 0.5, 0.75))
+    [4, 6, 8]
+    """
+    lo, hi = z_extent(mask)
+    picks = {nearest_foreground_slice(mask, lo + int(np.floor(f * (hi - lo)))) for f in fractions}
+    return sorted(picks)
+
+
+def middle_slice(mask: np.ndarray) -> int:
+    """The object's middle slice: ``z_min + (z_max - z_min) // 2`` of its z extent, or the
+    nearest slice holding foreground when that one holds none (ties: lower z)."""
+    return quantile_slices(mask, (0.5,))[0]
+
+
+def bounding_box(mask2d: np.ndarray, margin: int = 0) -> tuple[int, int, int, int]:
+    """Tight box ``(y0, x0, y1, x1)`` (inclusive) of a bool ``(Y, X)`` mask, grown by
+    ``margin`` pixels on each side and clipped to the slice. ValueError when empty."""
+    m = np.asarray(mask2d, dtype=bool)
+    rows = np.flatnonzero(m.any(axis=1))
+    cols = np.flatnonzero(m.any(axis=0))
+    if rows.size == 0:
+        raise ValueError("empty mask: no bounding box")
+    ny, nx = m.shape
+    return (
+        max(int(rows[0]) - margin, 0),
+        max(int(cols[0]) - margin, 0),
+        min(int(rows[-1]) + margin, ny - 1),
+        min(int(cols[-1]) + margin, nx - 1),
+    )
+
+
+def largest_component_2d(mask2d: np.ndarray) -> np.ndarray:
+    """Largest 8-connected component of a bool ``(Y, X)`` mask (ties: first in raster order)."""
+    labels, n = ndimage.label(mask2d, structure=_CONN8)
+    if n == 0:
+        return np.zeros(np.shape(mask2d), dtype=bool)
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == (int(np.argmax(sizes)) + 1)
+
+
+def depth_map(mask: np.ndarray) -> np.ndarray:
+    """Euclidean distance (voxel units) of each pixel of ``mask`` to the nearest pixel outside
+    it; pixels beyond the array's edge count as outside. 0 outside the mask; any dimension."""
+    m = np.asarray(mask, dtype=bool)
+    out = np.zeros(m.shape, dtype=np.float64)
+    if not m.any():
+        return out
+    # Crop to the mask's bounding box plus one background pixel each side (the padding makes
+    # the array's edge count as background, and keeps the transform small).
+    box = ndimage.find_objects(m.astype(np.uint8))[0]
+    crop = np.pad(m[box], 1)
+    out[box] = ndimage.distance_transform_edt(crop)[(slice(1, -1),) * m.ndim]
+    return out
+
+
+def deepest_point(mask: np.ndarray) -> tuple[int, ...] | None:
+    """The pixel of ``mask`` farthest from its boundary (max of :func:`depth_map`); ties:
+    lowest index tuple. ``None`` when empty.
+
+    >>> m = np.zeros((7, 9), bool); m[1:6, 1:8] = True
+    >>> deepest_point(m)
+    (3, 3)
+    """
+    d = depth_map(mask)
+    if not d.any():
+        return None
+    return tuple(int(v) for v in np.unravel_index(int(np.argmax(d)), d.shape))
+
+
+def propagate_in_frames(call: ModelTimer, frames: np.ndarray) -> np.ndarray:
+    """``model.propagate()`` with slices outside the bool ``(Z,)`` ``frames`` forced empty."""
+    pred = np.asarray(call("propagate"), dtype=bool)
+    return pred & frames[:, None, None]
