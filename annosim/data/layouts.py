@@ -216,11 +216,9 @@ def _json_layout(path: Path) -> str:
     """``msd`` or ``nnunet`` from a ``dataset.json``'s form."""
     data = _load_json(path)
     labels = data.get("labels")
-    if "file_ending" in data or (
-        isinstance(labels, dict) and any(isinstance(v, (int, list)) and not isinstance(v, bool) for v in labels.values())
-    ):
-        return "nnunet"
-    return "msd"
+    values = labels.values() if isinstance(labels, dict) else ()
+    name_to_value = any(isinstance(v, (int, list)) and not isinstance(v, bool) for v in values)
+    return "nnunet" if "file_ending" in data or name_to_value else "msd"
 
 
 def detect_layout(spec: str | Path) -> str:
