@@ -13,7 +13,7 @@ import pandas as pd
 from annosim import __version__
 from annosim.errors import InputError
 from annosim.report import figures, qc, score, stats, table1, tables
-from annosim.report.results_io import RunResults, load_prediction, read_runs
+from annosim.report.results_io import RunResults, load_predictions, read_runs
 from annosim.report.html import Page
 
 
@@ -101,23 +101,28 @@ def _qc_images(runs: list[RunResults], objects: pd.DataFrame, out: Path, cfg: Re
             for rank, row in qc.pick_objects(grp):
                 picks.append((rank, row))
         saved_any = False
-        cache: dict[str, Any] = {}
-        for rank, row in sorted(picks, key=lambda t: str(t[1]["case"])):
-            case = str(row["case"])
-            if case not in cache:
+        cache: dict[tuple[str, str], Any] = {}
+        for rank, row in sorted(picks, key=lambda t: (str(t[1]["case"]), run.orientation(str(t[1]["protocol"])))):
+            case, orientation = str(row["case"]), run.orientation(str(row["protocol"]))
+            if (case, orientation) not in cache:
                 cache.clear()  # one case in memory at a time
                 try:
-                    cache[case] = loader(case)
+                    cache[(case, orientation)] = loader(case, orientation)
                 except Exception as exc:  # noqa: BLE001 - a missing case must not stop the report
                     notes.append(f"{run.path.name}: case {case} could not be read for QC ({exc}).")
-                    cache[case] = None  # type: ignore[assignment]
-            if cache[case] is None:
+                    cache[(case, orientation)] = None
+            case_obj = cache[(case, orientation)]
+            if case_obj is None:
                 continue
-            case_obj = cache[case]
             label, setting, proto = int(row["label"]), str(row["setting"]), str(row["protocol"])
             rr = run.rounds[(run.rounds["case"] == case) & (run.rounds["label"] == label)
                             & (run.rounds["setting"] == setting) & (run.rounds["protocol"] == proto)]
-            preds = {int(k): load_prediction(run.path, case, label, setting, proto, int(k)) for k in rr["round"]}
+            try:
+                saved = load_predictions(run.path, case, label, setting, proto)
+            except InputError as exc:
+                notes.append(f"{run.path.name}: {exc}")
+                saved = {}
+            preds: dict[int, Any] = {int(k): saved.get(int(k)) for k in rr["round"]}
             if proto == score.PROTOCOL and all(v is None for v in preds.values()):
                 try:
                     scored = score.load_scored_prediction(run.meta, case_obj, label)
@@ -170,6 +175,20 @@ def _run_rows(runs: list[RunResults]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _clear_images(out: Path) -> None:
+    """Remove the PNG/SVG files an earlier report wrote under ``out/figures`` and ``out/qc``, so
+    that the page never mixes images of two reports."""
+    for sub in ("figures", "qc"):
+        folder = out / sub
+        if not folder.is_dir():
+            continue
+        for f in sorted(folder.rglob("*"), reverse=True):
+            if f.is_file() and f.suffix in (".png", ".svg"):
+                f.unlink()
+            elif f.is_dir() and not any(f.iterdir()):
+                f.rmdir()
+
+
 def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConfig = ReportConfig()) -> ReportOutputs:
     """Write the report of ``run_dirs`` into ``out`` (created) and return what was written.
 
@@ -179,6 +198,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _clear_images(out)
     runs = read_runs(list(run_dirs), config.dataset_name)
     res = analyse(runs, config.stats)
     summary = res["summary"]

@@ -59,12 +59,14 @@ def pick_objects(objects: pd.DataFrame) -> list[tuple[str, pd.Series]]:
     ``objects`` holds the objects of one structure in one setting (rows of
     :func:`annosim.report.stats.object_table`). The median is the lower median (index
     ``(n - 1) // 2`` in ascending order). An object picked twice is listed once, under its
-    first rank.
+    first rank; a single object is ranked ``"only object"``.
     """
     if objects.empty:
         return []
     ordered = objects.sort_values(["best_dice", "case", "label"], kind="mergesort").reset_index(drop=True)
     n = len(ordered)
+    if n == 1:
+        return [("only object", ordered.iloc[0])]
     out, seen = [], set()
     for rank, i in (("worst", 0), ("median", (n - 1) // 2), ("best", n - 1)):
         if i not in seen:
@@ -137,7 +139,7 @@ def render_object(obj: QCObject, path: Path, dpi: int = 80) -> Path:
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(obj.title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
@@ -145,8 +147,8 @@ def render_object(obj: QCObject, path: Path, dpi: int = 80) -> Path:
     return path
 
 
-#: ``case_id -> annosim.data.case.Case``.
-CaseLoader = Callable[[str], Any]
+#: ``(case_id, orientation) -> annosim.data.case.Case``.
+CaseLoader = Callable[[str, str], Any]
 
 
 def open_run_dataset(meta: dict[str, Any]):
@@ -176,16 +178,15 @@ def open_run_dataset(meta: dict[str, Any]):
 
 
 def dataset_loader(meta: dict[str, Any]) -> tuple[CaseLoader | None, str]:
-    """A function ``case_id -> Case`` (oriented as the run was) for the dataset recorded in
-    run.json, and ``""``; or ``(None, reason)`` when it cannot be opened here."""
-    orientation = str(meta.get("orientation") or "canonical")
+    """A function ``(case_id, orientation) -> Case`` for the dataset recorded in run.json, and
+    ``""``; or ``(None, reason)`` when it cannot be opened here."""
     try:
         dataset = open_run_dataset(meta)
     except (ImportError, InputError, ConfigError) as exc:
         return None, str(exc)
     refs = {str(ref.case_id): ref for ref in dataset.cases}
 
-    def load(case_id: str) -> Any:
+    def load(case_id: str, orientation: str = "canonical") -> Any:
         if str(case_id) not in refs:
             raise InputError(dataset.spec, f"case {case_id!r} is not in the dataset")
         return refs[str(case_id)].load(orientation)

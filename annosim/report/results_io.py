@@ -8,7 +8,7 @@ optional ``predictions/`` folder holds the per-round predictions that QC images 
 from __future__ import annotations
 
 import json
-import math
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,11 +75,24 @@ class RunResults:
         """
         for p in self.meta.get("protocols", []) or []:
             if isinstance(p, dict) and p.get("name") == protocol:
-                for key in ("max_rounds", "rounds", "n_rounds"):
-                    if isinstance(p.get(key), int) and p[key] > 0:
-                        return int(p[key])
+                params = p.get("params") if isinstance(p.get("params"), dict) else {}
+                for src in (p, params):
+                    for key in ("max_rounds", "rounds", "n_rounds"):
+                        value = src.get(key)
+                        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                            return int(value)
         sub = self.rounds.loc[self.rounds["protocol"] == protocol, "round"]
         return int(sub.max()) if len(sub) else 1
+
+    def orientation(self, protocol: str) -> str:
+        """Orientation the run used for ``protocol``: run.json ``orientation``, else the
+        protocol's own, else ``canonical``."""
+        if self.meta.get("orientation"):
+            return str(self.meta["orientation"])
+        for p in self.meta.get("protocols", []) or []:
+            if isinstance(p, dict) and p.get("name") == protocol and p.get("orientation"):
+                return str(p["orientation"])
+        return "canonical"
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -221,31 +234,24 @@ def read_runs(paths: list[str | Path], dataset: str | None = None) -> list[RunRe
 
 # -- predictions saved by ``annosim run --save-predictions`` ------------------------------------
 
-def prediction_path(run_dir: Path, case: str, label: int, setting: str, protocol: str, round_: int) -> Path:
-    """Where the runner saves one round's prediction:
-    ``predictions/<case>/<label>_<setting>_<protocol>_round<k>.npz`` with one bool array ``mask``
-    shaped (Z, Y, X) in the run's orientation."""
-    return Path(run_dir) / "predictions" / str(case) / f"{int(label)}_{setting}_{protocol}_round{int(round_)}.npz"
+def prediction_path(run_dir: Path, case: str, label: int, setting: str, protocol: str) -> Path:
+    """Where ``annosim run --save-predictions`` keeps one object's predictions:
+    ``predictions/<case>/<protocol>__<label>__<setting>.npz`` with one bool (Z, Y, X) array
+    ``round_K`` per round K, in the run's orientation."""
+    return Path(run_dir) / "predictions" / str(case) / f"{protocol}__{int(label)}__{setting}.npz"
 
 
-def load_prediction(run_dir: Path, case: str, label: int, setting: str, protocol: str,
-                    round_: int) -> np.ndarray | None:
-    """The saved prediction of one round, bool (Z, Y, X); ``None`` when it was not saved.
-
-    Accepts the array under the key ``mask`` or, failing that, the file's only array; an array
-    packed with ``np.packbits`` is accepted with its ``shape`` stored beside it.
-    """
-    p = prediction_path(run_dir, case, label, setting, protocol, round_)
+def load_predictions(run_dir: Path, case: str, label: int, setting: str, protocol: str) -> dict[int, np.ndarray]:
+    """Saved predictions of one object, ``{round: bool (Z, Y, X)}``; empty when not saved."""
+    p = prediction_path(run_dir, case, label, setting, protocol)
     if not p.exists():
-        return None
+        return {}
+    out: dict[int, np.ndarray] = {}
     try:
         with np.load(p, allow_pickle=False) as npz:
-            if "packed" in npz.files and "shape" in npz.files:
-                shape = tuple(int(s) for s in npz["shape"])
-                return np.unpackbits(npz["packed"], count=math.prod(shape)).reshape(shape).astype(bool)
-            key = "mask" if "mask" in npz.files else (npz.files[0] if len(npz.files) == 1 else None)
-            if key is None:
-                raise InputError(p, f"no 'mask' array (found {', '.join(npz.files)})")
-            return np.asarray(npz[key]).astype(bool)
-    except (OSError, ValueError) as exc:
-        raise InputError(p, f"unreadable prediction ({exc})") from None
+            for key in npz.files:
+                if key.startswith("round_") and key[6:].isdigit():
+                    out[int(key[6:])] = np.asarray(npz[key]).astype(bool)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(p, f"unreadable predictions ({exc})") from None
+    return out
