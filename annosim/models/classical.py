@@ -4,18 +4,23 @@ Prompted slice ``z``: its mask is ``base`` edited by its clicks. ``base`` is the
 else the box segmentation, else the prediction the slice had from the last :meth:`propagate`
 when it was first prompted (SAM2 likewise starts a newly prompted frame from its memory).
 A positive click adds the region it selects (pixels within ``click_tolerance_hu`` of the HU
-around it, opened to cut thin bridges, connected to it); negative clicks then remove what they
+around it, opened to cut thin bridges, connected to it, and no further than ``click_reach``
+times the radius of the object's known cross-section); negative clicks then remove what they
 touch: each mask pixel goes to the nearest click (geodesic distance whose step cost grows in
-thin necks, so cuts fall at necks), and pixels nearest a negative click are removed.
+thin necks, so cuts fall at necks), and pixels nearest a negative click are removed. On a
+slice with negative clicks only, the deepest part of the mask away from them stands in for a
+positive click; a component with negative clicks and nothing to keep is removed whole.
 
 Propagation follows SAM2's video predictor (DESIGN section 3): from the earliest prompted frame
 forward to the last frame, then backward to the first; a prompted frame keeps its own mask and
-restarts tracking. One step maps the mask on a frame to the next frame: candidates have HU in
-the object's range (percentiles of the prompted masks, widened by ``range_margin_hu``) and lie
-within ``grow_mm`` of the previous mask; the components touching the previous mask eroded by
-``seed_mm`` are kept. Tracking stops (the rest of the pass is empty until a prompted frame) when
-the new mask is smaller than ``min_area_mm2``, less than ``min_support`` of it overlaps the
-previous mask, its area grows by more than ``max_growth`` times, or its mean HU moves more than
+restarts tracking. A frame between two prompted frames is conditioned by both (SAM2's memory
+holds every prompted frame): it gets the union of the tracks arriving from either side. One
+step maps the mask on a frame to the next frame: candidates have HU in the object's range
+(percentiles of the prompted masks, widened by ``range_margin_hu``) and lie within ``grow_mm``
+of the previous mask; the components touching the previous mask eroded by ``seed_mm`` are kept.
+Tracking stops (the rest of the pass is empty until a prompted frame) when the new mask is
+smaller than ``min_area_mm2``, less than ``min_support`` of it overlaps the previous mask, its
+area grows by more than ``max_growth`` times, or its mean HU moves more than
 ``max_mean_shift_hu`` from the prompted masks' mean. Frames outside ``frames`` stay empty.
 """
 
@@ -332,9 +337,8 @@ class ClassicalModel(SliceModelBase):
                 nxt = pos[k + 1] if k + 1 < len(pos) else frames.size
                 for j, t in self._chain(m, range(i + 1, nxt), model).items():
                     pred[frames[j]] |= t
-                if True:
-                    low = pos[k - 1] if k > 0 else -1
-                    for j, t in self._chain(m, range(i - 1, low, -1), model).items():
-                        pred[frames[j]] |= t
+                low = pos[k - 1] if k > 0 else -1
+                for j, t in self._chain(m, range(i - 1, low, -1), model).items():
+                    pred[frames[j]] |= t
         self._pred = pred
         return pred.copy()
