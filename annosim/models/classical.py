@@ -55,7 +55,7 @@ class ClassicalParams:
     open_mm: float = 3.0
     #: Step cost exponent of the negative-click cut (higher: cuts snap harder to necks).
     neck_power: float = 2.0
-    #: Largest distance the object's border may move between neighbouring frames.
+    #: Largest distance the object's border may move between neighbouring frames (at least 1 px).
     grow_mm: float = 1.0
     #: Erosion of the previous mask that seeds the next frame.
     seed_mm: float = 5.0
