@@ -22,11 +22,15 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     Ties go to the component reached first in ``(z, y, x)`` raster order (scipy numbers
     components in that order). Returns a bool array of the same shape; all False if empty.
     """
-    labels, n = ndimage.label(mask, structure=_CONN26)
-    if n == 0:
-        return np.zeros(mask.shape, dtype=bool)
+    out = np.zeros(mask.shape, dtype=bool)
+    box = ndimage.find_objects(np.asarray(mask, dtype=np.uint8))
+    if not box:
+        return out
+    crop = box[0]  # bounding box of the whole mask: labelling there is equivalent and cheaper
+    labels, n = ndimage.label(mask[crop], structure=_CONN26)
     sizes = np.bincount(labels.ravel())[1:]
-    return labels == (int(np.argmax(sizes)) + 1)
+    out[crop] = labels == (int(np.argmax(sizes)) + 1)
+    return out
 
 
 def nearest_pixel(coords: np.ndarray, target: np.ndarray) -> np.ndarray:

@@ -208,5 +208,7 @@ class He2024(Protocol):
     @staticmethod
     def _propagate(call: ModelTimer, frame_mask: np.ndarray) -> np.ndarray:
         pred = np.asarray(call("propagate"), dtype=bool)
+        if frame_mask.all():
+            return pred
         # Slices outside the object's video are empty by contract; enforce it.
         return pred & frame_mask[:, None, None]
