@@ -36,7 +36,7 @@ BUILTINS: dict[str, BuiltinModel] = {
         BuiltinModel(
             "classical",
             "annosim.models.classical:ClassicalModel",
-            "Click-seeded random-walker segmentation on HU with slice-to-slice propagation (CPU, no weights).",
+            "Click-driven region growing on HU with geodesic negative cuts and slice-to-slice tracking (CPU, no weights).",
         ),
         *(
             BuiltinModel(
