@@ -100,7 +100,7 @@ def _qc_images(runs: list[RunResults], objects: pd.DataFrame, out: Path, cfg: Re
         for (proto, name, setting), grp in objs.groupby(["protocol", "label_name", "setting"], sort=True):
             for rank, row in qc.pick_objects(grp):
                 picks.append((rank, row))
-        saved_any = False
+        saved_any, drawn = False, 0
         cache: dict[tuple[str, str], Any] = {}
         for rank, row in sorted(picks, key=lambda t: (str(t[1]["case"]), run.orientation(str(t[1]["protocol"])))):
             case, orientation = str(row["case"]), run.orientation(str(row["protocol"]))
@@ -141,10 +141,12 @@ def _qc_images(runs: list[RunResults], objects: pd.DataFrame, out: Path, cfg: Re
                      f"case {case} - {row['model']} / {proto}")
             stem = figures.slug(f"{proto}_{row['label_name']}_{setting}_{rank}_{case}")
             path = out / "qc" / figures.slug(run.path.name) / f"{stem}.png"
-            qc.render_object(qc.QCObject(title, case_obj.image, case_obj.label == label, rr, obj_prompts, preds),
+            short = f"{row['label_name']} - {setting} - {rank} - case {case}"
+            qc.render_object(qc.QCObject(short, case_obj.image, case_obj.label == label, rr, obj_prompts, preds),
                              path, cfg.qc_dpi)
             images.append((title, path))
-        if not saved_any:
+            drawn += 1
+        if drawn and not saved_any:
             notes.append(f"{run.path.name}: predictions were not saved (annosim run --save-predictions), "
                          "so QC images show the truth outline and the clicks only.")
     return images, notes

@@ -10,6 +10,7 @@ of the mean difference, and the two-sided Wilcoxon signed-rank p-value (scipy's 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +95,13 @@ def paired_comparison(pairs: pd.DataFrame, n_boot: int = 10000, seed: int = 0) -
     return pd.DataFrame(rows)
 
 
+def _model_text(run: RunResults) -> str:
+    model = dict(run.meta.get("model") or {})
+    name = model.pop("name", "?")
+    params = {k: v for k, v in model.items() if v not in ({}, None, "")}
+    return f"{name} {json.dumps(params, sort_keys=True, default=str)}" if params else str(name)
+
+
 @dataclass
 class CompareOutputs:
     """What :func:`compare_runs` computed and wrote."""
@@ -115,8 +123,8 @@ def compare_runs(run_a: str | Path, run_b: str | Path, out: str | Path | None = 
         raise InputError(b.path, f"no object in common with {a.path}")
     table = paired_comparison(pairs, n_boot, seed)
     notes = [
-        f"A = {a.path.name} (model {a.model}), B = {b.path.name} (model {b.model}); differences are B - A "
-        "of each object's best-of-rounds Dice.",
+        f"A = {a.path.name} (model {_model_text(a)}), B = {b.path.name} (model {_model_text(b)}); "
+        "differences are B - A of each object's best-of-rounds Dice.",
         f"95% CI: percentile bootstrap of the mean difference ({n_boot} resamples, seed {seed}); "
         "p: two-sided Wilcoxon signed-rank test (tied pairs dropped).",
         f"Objects in only one run (not compared): {counts['only_a']} only in A, {counts['only_b']} only in B.",

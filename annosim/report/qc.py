@@ -32,7 +32,7 @@ class QCObject:
     Attributes
     ----------
     title : str
-        Heading (rank, case, structure, setting...).
+        Heading drawn above the panels (keep it short: structure, setting, rank, case).
     image : ndarray float, (Z, Y, X)
         CT in HU, in the run's orientation.
     truth : ndarray bool, (Z, Y, X)
@@ -112,7 +112,7 @@ def render_object(obj: QCObject, path: Path, dpi: int = 80) -> Path:
     points = [(int(p["y"]), int(p["x"])) for p in obj.prompts if p.get("kind") == "point"]
     ys, xs = _crop_box(obj.truth, points)
     n = max(1, len(rounds))
-    fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 2.75), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(max(2.3 * n, 4.6), 2.75), squeeze=False)
     default_z = int(np.argmax(obj.truth.reshape(obj.truth.shape[0], -1).sum(axis=1)))
     for ax, (_, r) in zip(axes[0], rounds.iterrows()):
         k = int(r["round"])

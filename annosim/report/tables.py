@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html as _html
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ import pandas as pd
 from annosim.report.table1 import PAPER_METHODS
 
 DASH = "-"
+#: Cells rendered right-aligned in HTML: numbers, intervals, pairs, NoC cells.
+_NUMERIC = re.compile(r"^(?=.*[0-9])[-+\[\]0-9.,/ ]+(\([0-9]+ not\))?$")
 
 
 def fmt(value: object, digits: int = 3) -> str:
@@ -177,8 +180,12 @@ def to_latex(df: pd.DataFrame, caption: str = "", label: str = "", notes: list[s
 def to_html(df: pd.DataFrame, notes: list[str] | None = None) -> str:
     """An HTML ``<table>`` (escaped cells) followed by the notes as a list."""
     head = "".join(f"<th>{_html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{_html.escape(str(v))}</td>" for v in row) + "</tr>"
-                   for row in df.itertuples(index=False))
+    def td(v: object) -> str:
+        text = str(v)
+        cls = ' class="n"' if _NUMERIC.match(text) else ""
+        return f"<td{cls}>{_html.escape(text)}</td>"
+
+    body = "".join("<tr>" + "".join(td(v) for v in row) + "</tr>" for row in df.itertuples(index=False))
     out = f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
     if notes:
         out += '<ul class="notes">' + "".join(f"<li>{_html.escape(n)}</li>" for n in notes) + "</ul>"
