@@ -81,6 +81,15 @@ def _round_slice(prompts: list[dict[str, Any]], round_: int) -> int | None:
     return zs[-1] if zs else None
 
 
+def _worst_slice(truth: np.ndarray, pred: np.ndarray) -> int:
+    """The slice with the most voxels where prediction and truth differ (ties: lowest z; no
+    error at all: the slice with the most truth)."""
+    err = (truth != pred).reshape(truth.shape[0], -1).sum(axis=1)
+    if err.max() == 0:
+        return int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    return int(np.argmax(err))
+
+
 def _crop_box(truth: np.ndarray, extra: list[tuple[int, int]], margin: int = 16) -> tuple[slice, slice]:
     """In-plane box around the truth of all slices and the given (y, x) points, plus a margin,
     widened to a square where the image allows."""
@@ -106,7 +115,8 @@ def _outline(ax: plt.Axes, mask2d: np.ndarray, color: str, style: str = "solid")
 def render_object(obj: QCObject, path: Path, dpi: int = 80) -> Path:
     """Draw one row of panels (one per recorded round) and save it as PNG at ``path``.
 
-    A round without prompts (e.g. an automatic segmentation) shows the slice with the most truth.
+    A round without prompts (e.g. an automatic segmentation) shows the slice with the most error
+    voxels when the prediction is known, else the slice with the most truth.
     """
     rounds = obj.rounds.sort_values("round")
     points = [(int(p["y"]), int(p["x"])) for p in obj.prompts if p.get("kind") == "point"]
@@ -116,11 +126,12 @@ def render_object(obj: QCObject, path: Path, dpi: int = 80) -> Path:
     default_z = int(np.argmax(obj.truth.reshape(obj.truth.shape[0], -1).sum(axis=1)))
     for ax, (_, r) in zip(axes[0], rounds.iterrows()):
         k = int(r["round"])
+        pred = obj.predictions.get(k)
         z = _round_slice(obj.prompts, k)
-        z = default_z if z is None else z
+        if z is None:
+            z = _worst_slice(obj.truth, pred) if pred is not None else default_z
         ax.imshow(obj.image[z, ys, xs], cmap="gray", vmin=WINDOW[0], vmax=WINDOW[1], interpolation="nearest")
         _outline(ax, obj.truth[z, ys, xs], TRUTH_COLOR)
-        pred = obj.predictions.get(k)
         if pred is not None:
             _outline(ax, pred[z, ys, xs], PRED_COLOR, "dashed")
         for p in obj.prompts:

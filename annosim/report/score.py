@@ -182,15 +182,15 @@ def score_predictions(pred_dir: str | Path, data_spec: str, out: str | Path, *, 
             for msg in problems:
                 store.write_error(ref.case_id, None, "labels", msg)
                 summary.errors.append({"case": ref.case_id, "error": msg})
-            todo = [v for v in values if any(not store.is_done(UnitKey(case.case_id, v, s, PROTOCOL)) for s in settings)]
             summary.cases += 1
+            done = {(v, st) for v in values for st in settings if store.is_done(UnitKey(case.case_id, v, st, PROTOCOL))}
+            summary.skipped += len(done)
+            todo = [v for v in values if any((v, st) not in done for st in settings)]
             rows = score_case(case, pred, todo, settings, nsd_tolerance, surface, label_map)
             for (label, setting), row in rows.items():
-                key = UnitKey(case.case_id, label, setting, PROTOCOL)
-                if store.is_done(key):
-                    summary.skipped += 1
+                if (label, setting) in done:
                     continue
-                store.write_unit(key, [row], [])
+                store.write_unit(UnitKey(case.case_id, label, setting, PROTOCOL), [row], [])
                 summary.units += 1
     return summary
 
