@@ -74,6 +74,27 @@ def test_object_table_values(two_objects):
     assert (a["noc80"], bool(a["noc80_reached"])) == (4, False)
     assert (b["noc80"], bool(b["noc80_reached"]), b["noc90"], bool(b["noc90_reached"])) == (2, True, 2, True)
     assert a["final_fp_slices"] == 2 and a["clicks"] == 11 and a["model_seconds"] == 0.75
+    assert math.isnan(a["final_hd95"]) and math.isnan(b["final_hd95"])  # the last row's NaN, not an earlier value
+
+
+def test_object_table_against_direct_loop():
+    rng = np.random.default_rng(42)
+    rows, dices = [], {}
+    for i in range(30):
+        n = int(rng.integers(1, 9))
+        d = rng.uniform(0.5, 1.0, n).round(3).tolist()
+        dices[f"c{i:02d}"] = d
+        rows += _rows(f"c{i:02d}", 3, "liver", "fg-only", d)
+    objs = stats.object_table(stats.carry_forward(pd.DataFrame(rows), 8)).set_index("case")
+    for case, d in dices.items():
+        full = np.array(d + [d[-1]] * (8 - len(d)))
+        o = objs.loc[case]
+        assert (o["first_dice"], o["final_dice"], o["best_dice"]) == (full[0], full[-1], full.max())
+        assert o["best_round"] == int(np.argmax(full)) + 1 and o["auc_dice"] == pytest.approx(full.mean())
+        assert (o["rounds"], bool(o["early_stopped"])) == (len(d), len(d) < 8)
+        for tau, tag in ((0.8, "noc80"), (0.9, "noc90")):
+            hits = np.flatnonzero(full >= tau)
+            assert (o[tag], bool(o[f"{tag}_reached"])) == ((hits[0] + 1, True) if hits.size else (8, False))
 
 
 def test_noc_hand_cases():

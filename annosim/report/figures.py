@@ -55,8 +55,9 @@ def plot_curves(curves: pd.DataFrame, title: str = "") -> plt.Figure:
             if c.empty:
                 continue
             color = cmap(i % cmap.N)
+            style = ("-", "--", ":")[(i // cmap.N) % 3]  # colours repeat after 20 structures; styles tell them apart
             x = c["round"].to_numpy()
-            (line,) = ax.plot(x, c["mean"].to_numpy(), marker="o", ms=3, lw=1.5, color=color, label=name)
+            (line,) = ax.plot(x, c["mean"].to_numpy(), marker="o", ms=3, lw=1.5, ls=style, color=color, label=name)
             lo, hi = c["lo"].to_numpy(np.float64), c["hi"].to_numpy(np.float64)
             ok = np.isfinite(lo) & np.isfinite(hi)
             if ok.any():

@@ -166,38 +166,36 @@ def object_table(full: pd.DataFrame, noc_thresholds: tuple[float, ...] = (0.80, 
     ``annotated_slices`` (final), ``model_seconds`` (sum), and ``noc80``/``noc80_reached`` etc.
     """
     key = [c for c in ("dataset", "model", "run") + OBJECT_KEY if c in full.columns]
-    rows = []
-    for k, sub in full.sort_values("round").groupby(key, sort=True):
-        d = sub["dice"].to_numpy(np.float64)
-        real = ~sub["carried"].to_numpy(bool)
-        last = sub.iloc[-1]
-        row = dict(zip(key, k if isinstance(k, tuple) else (k,)))
-        row.update(
-            label_name=last["label_name"],
-            variant=last.get("variant", ""),
-            rounds=int(real.sum()),
-            max_rounds=int(d.size),
-            early_stopped=bool(real.sum() < d.size),
-            first_dice=float(d[0]),
-            final_dice=float(d[-1]),
-            best_dice=float(d.max()),
-            best_round=int(np.argmax(d)) + 1,
-            auc_dice=float(d.mean()),
-            final_nsd=float(last["nsd"]),
-            final_hd95=float(last["hd95"]),
-            final_fp_slices=int(last["fp_slices"]),
-            gt_slices=int(last["gt_slices"]),
-            clicks=int(last["clicks"]),
-            annotated_slices=int(last["annotated_slices"]),
-            model_seconds=float(sub["model_seconds"].sum()),
-        )
-        for tau in noc_thresholds:
-            n, ok = noc(d, tau)
-            tag = f"noc{int(round(tau * 100))}"
-            row[tag] = n
-            row[f"{tag}_reached"] = ok
-        rows.append(row)
-    return pd.DataFrame(rows)
+    f = full.sort_values(key + ["round"], kind="mergesort").reset_index(drop=True)
+    g = f.groupby(key, sort=True)
+    # whole first/last rows (groupby.first/last would skip a NaN HD95)
+    first = f.drop_duplicates(key, keep="first").set_index(key).sort_index()
+    last = f.drop_duplicates(key, keep="last").set_index(key).sort_index()
+    n_rounds = g["round"].size()
+    real = (~f["carried"].astype(bool)).groupby([f[c] for c in key], sort=True).sum()
+    out = pd.DataFrame(index=last.index)
+    out["label_name"] = last["label_name"]
+    out["variant"] = last["variant"] if "variant" in last.columns else ""
+    out["rounds"] = real.astype(np.int64)
+    out["max_rounds"] = n_rounds.astype(np.int64)
+    out["early_stopped"] = out["rounds"] < out["max_rounds"]
+    out["first_dice"] = first["dice"].astype(np.float64)
+    out["final_dice"] = last["dice"].astype(np.float64)
+    out["best_dice"] = g["dice"].max()
+    out["best_round"] = f.loc[g["dice"].idxmax().to_numpy(), "round"].to_numpy(np.int64)
+    out["auc_dice"] = g["dice"].mean()
+    out["final_nsd"] = last["nsd"].astype(np.float64)
+    out["final_hd95"] = last["hd95"].astype(np.float64)
+    for src, dst in (("fp_slices", "final_fp_slices"), ("gt_slices", "gt_slices"), ("clicks", "clicks"),
+                     ("annotated_slices", "annotated_slices")):
+        out[dst] = last[src].astype(np.int64)
+    out["model_seconds"] = g["model_seconds"].sum()
+    for tau in noc_thresholds:
+        tag = f"noc{int(round(tau * 100))}"
+        hit = f[f["dice"] >= tau].groupby(key, sort=True)["round"].min().reindex(out.index)
+        out[tag] = hit.fillna(out["max_rounds"]).astype(np.int64)
+        out[f"{tag}_reached"] = hit.notna()
+    return out.reset_index()
 
 
 def summarize(objects: pd.DataFrame, config: StatsConfig = StatsConfig()) -> pd.DataFrame:
