@@ -291,3 +291,11 @@ def test_table1_view_matches_by_dataset_and_structure(two_objects):
     assert v2["paper_dataset"].tolist() == ["AbdomenCT-1K", "BTCV", "MSD09"]
     v3 = table1.table1_view(summ.assign(dataset="mine", structure="spleen"), ["MSD09"])
     assert v3["paper_dataset"].tolist() == ["MSD09"] and v3["sam2_fg_only"].iloc[0] == 0.898
+
+
+def test_report_of_a_run_without_rounds(tmp_path):
+    from annosim.report.build import build_report
+
+    run = _write_run(tmp_path / "r", [])
+    with pytest.raises(InputError, match="no rounds recorded in any results folder"):
+        build_report([run], tmp_path / "out")
