@@ -36,5 +36,4 @@ def _write_report(run_dir: Path) -> Path | None:
         from annosim.report.build import build_report
     except ImportError:
         return None
-    outputs = build_report([run_dir], run_dir / "report")
-    return outputs.get("html") if isinstance(outputs, dict) else None
+    return build_report([run_dir], run_dir / "report").html
