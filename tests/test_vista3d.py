@@ -31,6 +31,15 @@ class NotWeights:
 
 
 # -- fixtures --------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core runner, small 3D convolutions are ~10x faster so."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-weight VISTA3D (encoder width 8) saved as a plain state dict, as the bundle's."""

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -428,7 +429,9 @@ class VISTA3DModel(SliceModelBase):
         cls = None if self.class_id is None else torch.tensor([[self.class_id]], device=self.device)
         class_vector = cls if self.mode == "auto+point" else None
         prev = None if obj.logits is None else obj.logits.to(self.device)
-        with torch.no_grad(), self._autocast():
+        with torch.no_grad(), self._autocast(), warnings.catch_warnings():
+            # the inferer wraps its output in a MetaTensor and warns about the affine it resets
+            warnings.filterwarnings("ignore", message="Setting affine", category=UserWarning)
             out = point_based_window_inferer(
                 inputs=self.image,
                 roi_size=self.patch_size,
