@@ -36,7 +36,7 @@ def model_on(vol: np.ndarray, frames: np.ndarray | None = None, **kw) -> Classic
 def test_params_convert_strings_and_reject_bad_values():
     p = ClassicalParams.from_kwargs(grow_mm="2.5", click_tolerance_hu="20")
     assert p.grow_mm == 2.5 and p.click_tolerance_hu == 20.0
-    assert ClassicalParams().grow_mm == 1.0  # documented default
+    assert ClassicalParams().grow_mm == 0.3  # documented default (mm per mm of slice spacing)
     with pytest.raises(ConfigError, match="no parameter 'nope'"):
         ClassicalParams.from_kwargs(nope=1)
     with pytest.raises(ConfigError, match="not a number"):

@@ -37,6 +37,10 @@ from annosim.models import classical_ops as ops
 from annosim.models.base import SliceModelBase
 
 
+#: Parameters that may be negative (HU levels).
+_SIGNED = frozenset({"range_margin_hu", "soft_tissue_low_hu", "soft_tissue_high_hu"})
+
+
 @dataclass
 class ClassicalParams:
     """Parameters of :class:`ClassicalModel` (lengths in mm, intensities in HU)."""
@@ -47,6 +51,16 @@ class ClassicalParams:
     click_window_mm: float = 3.0
     #: A positive click selects pixels within this many HU of that median.
     click_tolerance_hu: float = 30.0
+    #: Outside the soft-tissue window below, the click's band adapts to the tissue: each
+    #: side's tolerance becomes this many RMS deviations of the selected region's HU on that
+    #: side (never below ``click_tolerance_hu``); 0 = fixed band everywhere.
+    click_adapt_k: float = 2.5
+    #: Upper bound of the adapted tolerance on either side.
+    click_tolerance_max_hu: float = 150.0
+    #: Soft-tissue window: a click whose HU lies in it keeps the fixed band (neighbouring
+    #: organs there differ by tens of HU); lung, fat and bone lie outside it.
+    soft_tissue_low_hu: float = -150.0
+    soft_tissue_high_hu: float = 150.0
     #: A positive click reaches at most this many times the radius of the object's known
     #: cross-section (largest predicted area next to the slice, else on other prompted slices);
     #: 0 = no limit.
@@ -55,8 +69,13 @@ class ClassicalParams:
     open_mm: float = 3.0
     #: Step cost exponent of the negative-click cut (higher: cuts snap harder to necks).
     neck_power: float = 2.0
-    #: Largest distance the object's border may move between neighbouring frames (at least 1 px).
-    grow_mm: float = 1.0
+    #: Largest distance the object's border may move between neighbouring frames where it
+    #: touches tissue of the same density, in mm per mm of slice spacing (at least 1 px).
+    grow_mm: float = 0.3
+    #: The same where the object is walled in by contrast (its component of in-range pixels
+    #: ends before this distance), in mm per mm of slice spacing: 2 allows a surface 63
+    #: degrees from the slice normal, as at a lung's dome between 10 mm slices.
+    free_grow_mm: float = 2.0
     #: Erosion of the previous mask that seeds the next frame.
     seed_mm: float = 5.0
     #: Opening radius of the candidates while propagating.
@@ -66,6 +85,9 @@ class ClassicalParams:
     range_high_pct: float = 98.0
     #: HU added on both sides of that range.
     range_margin_hu: float = 10.0
+    #: Tracking from a prompted slice uses the HU of the prompted masks nearest to it, pooled
+    #: until they cover this area.
+    model_min_mm2: float = 500.0
     #: Tracking stops below this area.
     min_area_mm2: float = 20.0
     #: Tracking stops when less than this fraction of the new mask overlaps the previous one.
@@ -74,6 +96,9 @@ class ClassicalParams:
     max_growth: float = 1.6
     #: Tracking stops when the mask's mean HU is further than this from the object's mean.
     max_mean_shift_hu: float = 25.0
+    #: ... or this many standard deviations of the prompted masks' HU, if more (a textured
+    #: tissue's mean drifts more from slice to slice).
+    mean_shift_sd: float = 1.0
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "ClassicalParams":
@@ -96,7 +121,7 @@ class ClassicalParams:
     def validate(self) -> None:
         """Raise :class:`ConfigError` on values outside their meaningful range."""
         for f in fields(self):
-            if getattr(self, f.name) < 0 and f.name != "range_margin_hu":
+            if getattr(self, f.name) < 0 and f.name not in _SIGNED:
                 raise ConfigError(f"model 'classical': {f.name} must be >= 0")
         if not 0 <= self.range_low_pct < self.range_high_pct <= 100:
             raise ConfigError("model 'classical': need 0 <= range_low_pct < range_high_pct <= 100")
@@ -235,7 +260,10 @@ class ClassicalModel(SliceModelBase):
         window, open_r = self._px(p.click_window_mm), self._px(p.open_mm)
         reach = self._click_reach(z)
         for pt in pos:
-            region = ops.click_region(img, pt, window, p.click_tolerance_hu, open_r)
+            region = ops.click_region(
+                img, pt, window, p.click_tolerance_hu, open_r, p.click_adapt_k,
+                p.click_tolerance_max_hu, (p.soft_tissue_low_hu, p.soft_tissue_high_hu),
+            )
             if reach is not None:
                 region &= ops.disc(img.shape, pt, reach)
             mask |= region
@@ -270,37 +298,81 @@ class ClassicalModel(SliceModelBase):
         return self.params.click_reach * float(np.sqrt(ref / np.pi))
 
     # -- propagation -----------------------------------------------------------------------
-    def _intensity_model(self, masks: dict[int, np.ndarray]) -> tuple[float, float, float] | None:
-        """(lo, hi, mean) HU of the object from the prompted masks, ``None`` if all empty."""
-        values = [self._image[z][m] for z, m in masks.items() if m.any()]  # type: ignore[index]
-        if not values:
-            return None
-        v = np.concatenate(values)
-        p = self.params
-        lo, hi = np.percentile(v, [p.range_low_pct, p.range_high_pct])
-        return float(lo - p.range_margin_hu), float(hi + p.range_margin_hu), float(v.mean())
+    def _intensity_model(
+        self, masks: dict[int, np.ndarray], around: int
+    ) -> tuple[float, float, float, float] | None:
+        """(lo, hi, mean, allowed mean shift) HU of the object near slice ``around``; ``None`` if all masks empty.
 
-    def _step(self, prev: np.ndarray, z: int, model: tuple[float, float, float]) -> np.ndarray | None:
+        The model is local: it pools the prompted masks nearest to ``around`` (ties: lower z)
+        until they hold ``model_min_mm2`` of area, so a prompt on an atypical slice (partial
+        volume at an object's end) does not change how the object is tracked elsewhere.
+        """
+        order = sorted((z for z, m in masks.items() if m.any()), key=lambda z: (abs(z - around), z))
+        if not order:
+            return None
+        p = self.params
+        need = self._area_px(p.model_min_mm2)
+        values: list[np.ndarray] = []
+        used: list[int] = []
+        for z in order:
+            values.append(self._image[z][masks[z]])  # type: ignore[index]
+            used.append(z)
+            if sum(v.size for v in values) >= need:
+                break
+        v = np.concatenate(values)
+        lo, hi = np.percentile(v, [p.range_low_pct, p.range_high_pct])
+        lo, hi = float(lo - p.range_margin_hu), float(hi + p.range_margin_hu)
+        level = float(np.median(v))
+        if not p.soft_tissue_low_hu <= level <= p.soft_tissue_high_hu:
+            # Textured tissue walled in by contrast (lung, bone): partial-volume pixels belong
+            # to the object up to the midpoint between its level and its surroundings'.
+            ring = self._surroundings(masks, used)
+            if ring.size:
+                mid = 0.5 * (level + float(np.median(ring)))
+                lo, hi = (lo, max(hi, mid)) if mid > level else (min(lo, mid), hi)
+        shift = max(p.max_mean_shift_hu, p.mean_shift_sd * float(v.std()))
+        return lo, hi, float(v.mean()), shift
+
+    def _surroundings(self, masks: dict[int, np.ndarray], slices: list[int]) -> np.ndarray:
+        """HU just outside the masks of ``slices`` (a ring ``open_mm`` wide, at least 2 px)."""
+        r = max(self._px(self.params.open_mm), 2)
+        rings = [
+            self._image[z][ops.dilate(masks[z], r) & ~masks[z]]  # type: ignore[index]
+            for z in slices
+        ]
+        return np.concatenate(rings) if rings else np.zeros(0, np.float32)
+
+    def _step(self, prev: np.ndarray, z: int, model: tuple[float, float, float, float]) -> np.ndarray | None:
         """Track ``prev`` onto slice ``z``; ``None`` when a stop rule fires."""
         p = self.params
-        lo, hi, mean = model
+        lo, hi, mean, shift = model
         img = self._image[z]  # type: ignore[index]
-        new = ops.propagate_step(
-            prev, img, lo, hi, max(self._px(p.grow_mm), 1), self._px(p.seed_mm),
-            self._px(p.propagate_open_mm),
+        new, enclosed = ops.propagate_step(
+            prev, img, lo, hi, self._grow_px(p.grow_mm), self._px(p.seed_mm),
+            self._px(p.propagate_open_mm), self._grow_px(p.free_grow_mm),
         )
         area = int(new.sum())
         if area == 0 or area < self._area_px(p.min_area_mm2):
             return None
-        if (new & prev).sum() < p.min_support * area:
-            return None
-        if area > p.max_growth * max(int(prev.sum()), 1):
-            return None
-        if abs(float(img[new].mean()) - mean) > p.max_mean_shift_hu:
+        # Growth and support judge the part whose border could not be told from its
+        # surroundings; an enclosed component is bounded by contrast and exempt.
+        rest = new & ~enclosed
+        n_rest = int(rest.sum())
+        if n_rest:
+            if (rest & prev).sum() < p.min_support * n_rest:
+                return None
+            if n_rest > p.max_growth * max(int(prev.sum()), 1):
+                return None
+        if abs(float(img[new].mean()) - mean) > shift:
             return None
         return new
 
-    def _chain(self, start: np.ndarray, positions: range, model: tuple[float, float, float]) -> dict[int, np.ndarray]:
+    def _grow_px(self, mm_per_mm: float) -> int:
+        """Pixels (at least 1) the border may move between neighbouring slices, for a
+        movement of ``mm_per_mm`` mm in-plane per mm of slice spacing."""
+        return max(self._px(mm_per_mm * float(self.spacing[0])), 1)  # type: ignore[index]
+
+    def _chain(self, start: np.ndarray, positions: range, model: tuple[float, float, float, float]) -> dict[int, np.ndarray]:
         """Track ``start`` frame by frame over frame ``positions``; stops at the first failure."""
         out: dict[int, np.ndarray] = {}
         prev = start
@@ -326,14 +398,14 @@ class ClassicalModel(SliceModelBase):
             raise RuntimeError("set_volume must be called first")
         pred = np.zeros(self.shape, dtype=bool)  # type: ignore[arg-type]
         masks = {z: st.mask for z, st in sorted(self._slices.items()) if st.mask is not None}
-        model = self._intensity_model(masks)
         frames = self.frames
         pos = [int(np.searchsorted(frames, z)) for z in masks]
         for z, m in masks.items():
             pred[z] = m
-        if model is not None:
-            for k, i in enumerate(pos):
-                m = masks[int(frames[i])]
+        for k, i in enumerate(pos):
+            m = masks[int(frames[i])]
+            model = self._intensity_model(masks, int(frames[i]))
+            if model is not None:
                 nxt = pos[k + 1] if k + 1 < len(pos) else frames.size
                 for j, t in self._chain(m, range(i + 1, nxt), model).items():
                     pred[frames[j]] |= t

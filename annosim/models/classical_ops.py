@@ -66,7 +66,15 @@ def bbox_slices(mask: np.ndarray, margin: int) -> tuple[slice, slice] | None:
 
 
 def click_region(
-    image: np.ndarray, point: tuple[int, int], window: int, tolerance: float, open_r: int
+    image: np.ndarray,
+    point: tuple[int, int],
+    window: int,
+    tolerance: float,
+    open_r: int,
+    adapt_k: float = 0.0,
+    max_tolerance: float | None = None,
+    fixed_range: tuple[float, float] = (-np.inf, np.inf),
+    iterations: int = 8,
 ) -> np.ndarray:
     """The region a positive click at ``point`` selects on ``image`` (smoothed HU, (Y, X)).
 
@@ -74,17 +82,50 @@ def click_region(
     click, opened by ``open_r`` (cuts thin bridges to neighbouring tissue of the same density),
     4-connected to the click, holes filled. When the opening removes the click's own pixel
     (a structure thinner than the opening), the unopened component is used instead.
+
+    With ``adapt_k > 0``, when the click's HU lies outside ``fixed_range`` (the soft-tissue
+    window, where neighbouring organs differ by tens of HU and a wider band would leak into
+    them), the band then adapts to the tissue: up to ``iterations`` times, each side's
+    tolerance becomes ``adapt_k`` times the root-mean-square deviation of the region's HU on
+    that side of the click's value, never below ``tolerance`` nor above ``max_tolerance``;
+    it stops when neither side grows. Textured tissue bounded by strong contrast (lung with
+    its vessels, bone) is then taken whole.
     """
     y, x = int(point[0]), int(point[1])
     win = image[max(y - window, 0) : y + window + 1, max(x - window, 0) : x + window + 1]
     centre = float(np.median(win))
-    band = np.abs(image - centre) <= tolerance
+    below = above = float(tolerance)
+    region = _band_region(image, (y, x), centre - below, centre + above, open_r)
+    cap = np.inf if max_tolerance is None else float(max_tolerance)
+    adapt = adapt_k > 0 and not fixed_range[0] <= centre <= fixed_range[1]
+    for _ in range(iterations if adapt else 0):
+        dev = image[region] - centre
+        new_below = _side_tolerance(-dev[dev < 0], adapt_k, float(tolerance), cap)
+        new_above = _side_tolerance(dev[dev > 0], adapt_k, float(tolerance), cap)
+        if new_below <= below + 1e-6 and new_above <= above + 1e-6:
+            break
+        below, above = max(below, new_below), max(above, new_above)
+        region = _band_region(image, (y, x), centre - below, centre + above, open_r)
+    return ndi.binary_fill_holes(region)
+
+
+def _side_tolerance(dev: np.ndarray, k: float, floor: float, cap: float) -> float:
+    """``k`` times the root-mean-square of the deviations ``dev`` (>= 0), within [floor, cap]."""
+    rms = float(np.sqrt(np.mean(dev**2))) if dev.size else 0.0
+    return min(max(k * rms, floor), cap)
+
+
+def _band_region(
+    image: np.ndarray, point: tuple[int, int], lo: float, hi: float, open_r: int
+) -> np.ndarray:
+    """Pixels with HU in ``[lo, hi]``, opened, 4-connected to ``point`` (always in)."""
+    y, x = point
+    band = (image >= lo) & (image <= hi)
     band[y, x] = True
     seed = np.zeros_like(band)
     seed[y, x] = True
     opened = opening(band, open_r)
-    region = components_touching(opened, seed) if opened[y, x] else components_touching(band, seed)
-    return ndi.binary_fill_holes(region)
+    return components_touching(opened, seed) if opened[y, x] else components_touching(band, seed)
 
 
 def _geodesic_costs(cost: np.ndarray, points: list[tuple[int, int]]) -> np.ndarray:
@@ -156,26 +197,68 @@ def propagate_step(
     grow: int,
     seed_r: int,
     open_r: int,
-) -> np.ndarray:
+    free_grow: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """The object on a neighbouring frame ``image`` (smoothed HU) given its mask ``prev``.
 
-    Candidates are pixels with HU in ``[lo, hi]`` no further than ``grow`` pixels (square) from
-    ``prev``, opened by ``open_r``; the result is the candidate components touching ``prev``
-    eroded by ``seed_r`` (``prev`` itself when that erosion is empty), holes filled. Empty when
-    nothing qualifies. The stop rules (area, support, intensity) are applied by the caller.
+    Candidates are pixels with HU in ``[lo, hi]``, opened by ``open_r``; the result is made of
+    the candidate components touching ``prev`` eroded by ``seed_r`` (``prev`` itself when that
+    erosion is empty), holes filled. How far a component may reach beyond ``prev``:
+
+    - *enclosed*: a component of the candidates within ``free_grow`` pixels (square) of
+      ``prev`` that stays clear of that band's outer edge (and of the image border) is
+      surrounded by tissue outside the object's range: it is taken whole, however much the
+      object grew (an organ's end meeting thick slices, lung walled in by soft tissue);
+    - otherwise it is limited to ``grow`` pixels from ``prev`` (tissue of the same density
+      continues beyond: the object's border cannot be told, so it moves slowly).
+
+    Returns ``(mask, enclosed)``: bool ``(Y, X)`` result and the part of it from enclosed
+    components (empty when ``free_grow <= grow``). The stop rules are applied by the caller.
     """
-    box = bbox_slices(prev, grow + 2)
+    reach = max(grow, free_grow)
+    box = bbox_slices(prev, reach + 2)
     out = np.zeros(prev.shape, dtype=bool)
+    enclosed = np.zeros(prev.shape, dtype=bool)
     if box is None:
-        return out
+        return out, enclosed
     p = prev[box]
-    img = image[box]
-    cand = (img >= lo) & (img <= hi) & dilate(p, grow)
-    if open_r > 0:
-        cand = opening(cand, open_r)
+    in_range = (image[box] >= lo) & (image[box] <= hi)
     seed = erode(p, seed_r)
     if not seed.any():
         seed = p
+    near = dilate(p, grow)
+    cand = in_range & near
+    if open_r > 0:
+        cand = opening(cand, open_r)
     region = components_touching(cand, seed)
-    out[box] = ndi.binary_fill_holes(region)
-    return out
+    free = np.zeros_like(p)
+    if free_grow > grow:
+        zone = dilate(p, free_grow)
+        edge = zone & ~dilate(p, free_grow - 1)
+        _mark_image_border(edge, box, prev.shape)
+        wide = in_range & zone
+        if open_r > 0:
+            wide = opening(wide, open_r)
+        lab, n = ndi.label(wide, structure=_CROSS)
+        if n:
+            keep = np.zeros(n + 1, dtype=bool)
+            keep[np.unique(lab[seed & wide])] = True
+            keep[np.unique(lab[edge & wide])] = False
+            keep[0] = False
+            free = keep[lab]
+    out[box] = ndi.binary_fill_holes(region | free)
+    enclosed[box] = free
+    return out, enclosed
+
+
+def _mark_image_border(edge: np.ndarray, box: tuple[slice, slice], shape: tuple[int, int]) -> None:
+    """Set in ``edge`` (the crop ``box`` of an image of ``shape``) the image's outer pixels."""
+    ys, xs = box
+    if ys.start == 0:
+        edge[0, :] = True
+    if ys.stop == shape[0]:
+        edge[-1, :] = True
+    if xs.start == 0:
+        edge[:, 0] = True
+    if xs.stop == shape[1]:
+        edge[:, -1] = True
