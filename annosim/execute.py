@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import os
 import platform
 import socket
+import stat
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,9 +24,10 @@ import numpy as np
 from annosim import __version__
 from annosim.data.case import Case
 from annosim.data.layouts import CaseRef, open_dataset
-from annosim.errors import AnnosimError, ConfigError
+from annosim.errors import AnnosimError, ConfigError, InputError
+from annosim.memory import estimate_case, estimate_from_header, memory_refusal
 from annosim.models.base import SliceModelBase
-from annosim.models.registry import load_model, model_identity, model_info
+from annosim.models.registry import model_identity, model_info
 from annosim.protocols.base import Protocol, RoundOutcome
 from annosim.protocols.registry import get_protocol
 from annosim.results import ResultsFolder, UnitKey, read_rounds
@@ -55,6 +58,23 @@ class RunConfig:
     label_names: str | None = None
     save_predictions: bool = False
     limit: int | None = None
+    #: Where cases run: ``local`` (this machine) or ``ray`` (see :mod:`annosim.executors`).
+    executor: str = "local"
+    #: Ray cluster address (``None``: the running Ray session, else a new local one).
+    address: str | None = None
+    #: Worker processes (local) or actors (Ray); ``None``: 1 locally (or one per device), the
+    #: cluster's CPUs (or GPUs / ``gpus_per_case``) with Ray.
+    workers: int | None = None
+    #: Local devices, one worker each (``cuda:0``...); passed as the model's ``device`` argument.
+    devices: tuple[str, ...] = ()
+    #: GPUs a Ray worker reserves (fractions share a GPU).
+    gpus_per_case: float = 0.0
+    #: Extra attempts of a case whose worker died (killed, crashed, node lost).
+    retries: int = 1
+    #: Seconds a case may run before it is stopped and recorded (``None``: no limit).
+    case_timeout: float | None = None
+    #: Refuse a case whose memory estimate exceeds the memory available (see annosim.memory).
+    memory_check: bool = True
 
 
 @dataclass
@@ -122,7 +142,10 @@ def run_identity(cfg: RunConfig, dataset_desc: dict[str, Any], protocols: Sequen
 
 
 def run_meta(model: Any) -> dict[str, Any]:
-    """The informational part of run.json: versions, start time, host, model details."""
+    """The informational part of run.json: versions, start time, host, model details.
+
+    ``model``: the model itself, or its description (a dict) when workers hold the model.
+    """
     versions = {"annosim": __version__, "python": platform.python_version(), "numpy": np.__version__}
     for mod in ("torch", "sam2", "monai", "SimpleITK", "nibabel"):
         m = sys.modules.get(mod)
@@ -136,7 +159,7 @@ def run_meta(model: Any) -> dict[str, Any]:
     return {
         "annosim_version": __version__,
         "versions": versions,
-        "model_info": model_info(model),
+        "model_info": dict(model) if isinstance(model, dict) else model_info(model),
         "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "host": socket.gethostname(),
     }
@@ -162,10 +185,29 @@ def process_case(
     emit: Callable[[UnitResult, list[np.ndarray]], None],
     on_error: Callable[[str, int | None, str, str], None],
 ) -> None:
-    """Run every pending unit of one case; ``emit`` receives each finished unit as it ends."""
+    """Run every pending unit of one case; ``emit`` receives each finished unit as it ends.
+
+    Problems with the case's files, its memory estimate or its labels become ``on_error`` lines
+    (stages ``read``, ``memory``, ``labels``) naming the file; the case is then skipped.
+    """
     by_orientation: dict[str, list[Protocol]] = defaultdict(list)
     for proto in protocols:
         by_orientation[orientation_of(proto, cfg.orientation)].append(proto)
+    try:
+        check_input_paths(ref)
+    except InputError as exc:
+        on_error(ref.case_id, None, "read", str(exc))
+        return
+    kept = max((int(p.describe().get("params", {}).get("rounds", 8)) for p in protocols), default=8)
+    kept = kept if cfg.save_predictions else 0
+    checked = False
+    if cfg.memory_check:
+        est = estimate_from_header(ref.image, ref.labels[0] if ref.labels else None, model, kept_predictions=kept)
+        why = None if est is None else memory_refusal(ref.image, est, model)
+        if why:
+            on_error(ref.case_id, None, "memory", why)
+            return
+        checked = est is not None
     for orientation, protos in by_orientation.items():
         try:
             case: Case = ref.load(orientation)
@@ -175,10 +217,25 @@ def process_case(
         except MemoryError:
             on_error(ref.case_id, None, "read", f"{ref.image}: out of memory while reading")
             return
+        except Exception as exc:  # a library error the readers did not anticipate
+            files = ", ".join([ref.image, *ref.labels])
+            on_error(ref.case_id, None, "read", f"{files}: cannot read case ({type(exc).__name__}: {exc})")
+            return
+        first = orientation == next(iter(by_orientation))
+        if first and cfg.memory_check and not checked:
+            est = estimate_case(case.image.shape, model, kept_predictions=kept, loaded=True)
+            why = memory_refusal(ref.image, est, model)
+            if why:
+                on_error(ref.case_id, None, "memory", why)
+                return
         values, problems = resolve_labels(case, cfg.labels)
-        if orientation == next(iter(by_orientation)):
+        if first:
             for msg in problems:
                 on_error(case.case_id, None, "labels", msg)
+            if not values and not problems and cfg.labels is None:
+                source = case.sources.get("label", case.case_id)
+                on_error(case.case_id, None, "labels", f"{source}: label map holds no labels (every voxel is 0)")
+                return
 
         def pending(label: int, setting: str, protocol: str) -> bool:
             return is_done(UnitKey(case.case_id, int(label), setting, protocol))
@@ -213,6 +270,21 @@ def process_case(
             on_error(case.case_id, None, "model", str(exc))
         except (RuntimeError, ValueError, MemoryError) as exc:
             on_error(case.case_id, None, "model", f"{type(exc).__name__}: {exc}")
+
+
+def check_input_paths(ref: CaseRef) -> None:
+    """Raise InputError for an input that is neither a regular file nor a folder (a FIFO, socket
+    or device would block or fail obscurely when read) or that cannot be looked at (a symlink
+    loop). Missing files are left to the readers, which say "file not found"."""
+    for path in [ref.image, *ref.labels]:
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise InputError(path, f"cannot access: {exc.strerror or exc}") from None
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise InputError(path, "not a regular file or folder (a FIFO, socket or device); not read")
 
 
 def summarize(out: Path) -> list[dict[str, Any]]:
@@ -251,49 +323,71 @@ def run_benchmark(
     progress: bool | None = None,
     echo: Callable[[str], None] = print,
 ) -> RunReport:
-    """Run ``cfg`` into ``cfg.out``, resuming what is already there; returns a RunReport."""
+    """Run ``cfg`` into ``cfg.out``, resuming what is already there; returns a RunReport.
+
+    Cases run where ``cfg.executor``/``workers``/``devices`` say (:mod:`annosim.executors`);
+    whatever runs them, only this process writes the results folder.
+    """
     from tqdm import tqdm
+
+    from annosim.executors import Sink, check_execution_options, make_executor
 
     for s in cfg.settings:
         if s not in SETTINGS:
             raise ConfigError(f"unknown setting {s!r}; expected {', '.join(SETTINGS)}")
+    check_execution_options(cfg)
     dataset = open_dataset(
         cfg.data, layout=cfg.layout, data_root=cfg.data_root, split=cfg.split, label_names=cfg.label_names
     )
     refs = list(dataset.cases)[: cfg.limit] if cfg.limit else list(dataset.cases)
     protocols = build_protocols(cfg.protocols, cfg.protocol_args)
-    model = load_model(cfg.model, cfg.model_args)
-    check_model_supports(model, protocols)
     identity = run_identity(cfg, dataset.describe(), protocols)
     report = RunReport(Path(cfg.out))
-    with ResultsFolder(cfg.out).open(identity, run_meta(model)) as store:
-        report.skipped = len(store.done_units)
-        bar = tqdm(total=len(refs), unit="case", disable=progress is False if progress is not None else None,
-                   dynamic_ncols=True, file=sys.stderr)
+    with make_executor(cfg, len(refs)) as executor:
+        info = executor.start()
+        with ResultsFolder(cfg.out).open(identity, run_meta(info)) as store:
+            report.skipped = len(store.done_units)
+            bar = tqdm(total=len(refs), unit="case", disable=progress is False if progress is not None else None,
+                       dynamic_ncols=True, file=sys.stderr)
+            seen_errors: set[tuple[str, int | None, str, str]] = set()
 
-        def emit(unit: UnitResult, predictions: list[np.ndarray]) -> None:
-            if unit.error:
-                store.write_error(unit.case, unit.label, unit.stage, unit.error)
+            def emit(unit: UnitResult, predictions: list[np.ndarray]) -> None:
+                if unit.error:
+                    on_error(unit.case, unit.label, unit.stage, unit.error, quiet=True)
+                    return
+                key = UnitKey(unit.case, unit.label, unit.setting, unit.protocol)
+                if store.is_done(key):  # a retried case sent it again
+                    return
+                if cfg.save_predictions:
+                    save_unit_predictions(report.out, unit, predictions)
+                store.write_unit(key, unit.rows, unit.prompts)
+                report.written += 1
+                bar.set_postfix(objects=report.written + report.skipped, errors=report.errors, refresh=False)
+
+            def on_error(case: str, label: int | None, stage: str, message: str, quiet: bool = False) -> None:
+                if (case, label, stage, message) in seen_errors:  # a retried case reported it again
+                    return
+                seen_errors.add((case, label, stage, message))
+                store.write_error(case, label, stage, message)
                 report.errors += 1
-                return
-            if cfg.save_predictions:
-                save_unit_predictions(report.out, unit, predictions)
-            store.write_unit(UnitKey(unit.case, unit.label, unit.setting, unit.protocol), unit.rows, unit.prompts)
-            report.written += 1
-            bar.set_postfix(objects=report.written + report.skipped, errors=report.errors, refresh=False)
+                if not quiet:
+                    bar.write(f"annosim: {case}: {message}", file=sys.stderr)
 
-        def on_error(case: str, label: int | None, stage: str, message: str) -> None:
-            store.write_error(case, label, stage, message)
-            report.errors += 1
-            bar.write(f"annosim: {case}: {message}", file=sys.stderr)
+            def done_for(case_id: str) -> frozenset[UnitKey]:
+                return frozenset(k for k in store.done_units if k.case == case_id)
 
-        try:
-            for ref in refs:
-                bar.set_description(ref.case_id[:24])
-                process_case(ref, model, protocols, cfg, store.is_done, emit, on_error)
-                bar.update(1)
-        finally:
-            bar.close()
+            sink = Sink(
+                done_for=done_for,
+                emit=emit,
+                on_error=on_error,
+                case_started=lambda ref: bar.set_description(ref.case_id[:24]),
+                case_done=lambda ref: bar.update(1),
+                note=lambda text: bar.write(f"annosim: {text}", file=sys.stderr),
+            )
+            try:
+                executor.run(refs, sink)
+            finally:
+                bar.close()
     report.summary = summarize(report.out)
     echo(format_summary(report.summary))
     echo(

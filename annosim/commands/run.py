@@ -58,11 +58,28 @@ def _csv_list(value: str | None) -> tuple[str, ...] | None:
 @click.option("--save-predictions", is_flag=True, help="Keep every round's 3D prediction (predictions/*.npz).")
 @click.option("--limit", type=int, default=None, help="Only the first N cases.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Results folder.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Run cases on this machine or on a Ray cluster (one Ray task per case).")
+@click.option("--address", default=None, help="Ray cluster address (default: a running session or a new local one).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker processes (local) or Ray actors, each holding one model [default: 1 locally, "
+                   "one per device with --devices, the cluster's room with Ray].")
+@click.option("--devices", default=None,
+              help="Local devices, one worker each, e.g. cuda:0,cuda:1 (given to the model as device=).")
+@click.option("--gpus-per-case", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="GPUs each Ray worker reserves (0.5: two workers share a GPU).")
+@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Extra attempts of a case whose worker died (killed, crashed, node lost).")
+@click.option("--case-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds a case may run; a slower one is stopped and recorded in errors.jsonl.")
+@click.option("--no-memory-check", is_flag=True,
+              help="Run cases even when their memory estimate exceeds the memory available.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def run(ctx: click.Context, data, layout, data_root, split, label_names, model, model_args, checkpoint,
         protocols, protocol_args, settings, labels, seed, nsd_tolerance, no_surface_metrics, orientation,
-        save_predictions, limit, out, quiet) -> None:
+        save_predictions, limit, out, executor, address, workers, devices, gpus_per_case, retries,
+        case_timeout, no_memory_check, quiet) -> None:
     """Run PROTOCOL(s) with MODEL on every case of a dataset into a resumable results folder."""
     from annosim.execute import RunConfig, run_benchmark
 
@@ -92,6 +109,14 @@ def run(ctx: click.Context, data, layout, data_root, split, label_names, model, 
         label_names=label_names,
         save_predictions=save_predictions,
         limit=limit,
+        executor=executor,
+        address=address,
+        workers=workers,
+        devices=_csv_list(devices) or (),
+        gpus_per_case=gpus_per_case,
+        retries=retries,
+        case_timeout=case_timeout,
+        memory_check=not no_memory_check,
     )
     report = run_benchmark(cfg, progress=False if quiet else None, echo=click.echo)
     ctx.exit(report.exit_code)
