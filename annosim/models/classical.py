@@ -5,23 +5,35 @@ else the box segmentation, else the prediction the slice had from the last :meth
 when it was first prompted (SAM2 likewise starts a newly prompted frame from its memory).
 A positive click adds the region it selects (pixels within ``click_tolerance_hu`` of the HU
 around it, opened to cut thin bridges, connected to it, and no further than ``click_reach``
-times the radius of the object's known cross-section); negative clicks then remove what they
-touch: each mask pixel goes to the nearest click (geodesic distance whose step cost grows in
-thin necks, so cuts fall at necks), and pixels nearest a negative click are removed. On a
-slice with negative clicks only, the deepest part of the mask away from them stands in for a
-positive click; a component with negative clicks and nothing to keep is removed whole.
+times the radius of the object's known cross-section). Outside the soft-tissue window (lung,
+fat, bone: textured tissue walled in by strong contrast) the band then adapts to the tissue,
+each side widening to ``click_adapt_k`` RMS deviations of the selected HU on that side.
+Negative clicks then remove what they touch: each mask pixel goes to the nearest click
+(geodesic distance whose step cost grows in thin necks, so cuts fall at necks), and pixels
+nearest a negative click are removed. On a slice with negative clicks only, the deepest part
+of the mask away from them stands in for a positive click; a component with negative clicks
+and nothing to keep is removed whole.
 
 Propagation follows SAM2's video predictor (DESIGN section 3): from the earliest prompted frame
 forward to the last frame, then backward to the first; a prompted frame keeps its own mask and
 restarts tracking. A frame between two prompted frames is conditioned by both (SAM2's memory
-holds every prompted frame): it gets the union of the tracks arriving from either side. One
-step maps the mask on a frame to the next frame: candidates have HU in the object's range
-(percentiles of the prompted masks, widened by ``range_margin_hu``) and lie within ``grow_mm``
-of the previous mask; the components touching the previous mask eroded by ``seed_mm`` are kept.
+holds every prompted frame): it gets the union of the tracks arriving from either side.
+Tracking from a prompted frame uses an intensity model of the prompted masks nearest to it
+(at least ``model_min_mm2`` of them), so a prompt on an atypical slice (partial volume at an
+object's end) leaves the tracking elsewhere as it was. The model's range is percentiles of
+those masks widened by ``range_margin_hu``; for lung and bone also up to the midpoint between
+the object's median HU and its surroundings' (partial-volume pixels count as object).
+One step maps the mask on a frame to the next frame: candidates have HU in that range and
+the components touching the previous mask eroded by ``seed_mm`` are kept. A component walled
+in by contrast (it ends within ``free_grow_mm`` per mm of slice spacing of the previous mask)
+is taken whole; one that runs on into tissue of the same density is limited to ``grow_mm`` per
+mm of slice spacing (at least 1 px), so that thick slices let the border move further.
 Tracking stops (the rest of the pass is empty until a prompted frame) when the new mask is
-smaller than ``min_area_mm2``, less than ``min_support`` of it overlaps the previous mask, its
-area grows by more than ``max_growth`` times, or its mean HU moves more than
-``max_mean_shift_hu`` from the prompted masks' mean. Frames outside ``frames`` stay empty.
+smaller than ``min_area_mm2``; when, in its part that is not walled in, less than
+``min_support`` overlaps the previous mask or the area grows by more than ``max_growth``
+times; or when its median HU moves from the model's by more than ``max_mean_shift_hu`` (or
+``mean_shift_sd`` standard deviations of the prompted HU, if more). Frames outside ``frames``
+stay empty.
 """
 
 from __future__ import annotations
@@ -94,7 +106,8 @@ class ClassicalParams:
     min_support: float = 0.5
     #: Tracking stops when the area grows by more than this factor in one step.
     max_growth: float = 1.6
-    #: Tracking stops when the mask's mean HU is further than this from the object's mean.
+    #: Tracking stops when the mask's median HU is further than this from the object's
+    #: (medians: a small mask's border, at partial volume, does not move them).
     max_mean_shift_hu: float = 25.0
     #: ... or this many standard deviations of the prompted masks' HU, if more (a textured
     #: tissue's mean drifts more from slice to slice).
@@ -301,7 +314,7 @@ class ClassicalModel(SliceModelBase):
     def _intensity_model(
         self, masks: dict[int, np.ndarray], around: int
     ) -> tuple[float, float, float, float] | None:
-        """(lo, hi, mean, allowed mean shift) HU of the object near slice ``around``; ``None`` if all masks empty.
+        """(lo, hi, level, allowed shift) HU of the object near slice ``around``; ``None`` if all masks empty.
 
         The model is local: it pools the prompted masks nearest to ``around`` (ties: lower z)
         until they hold ``model_min_mm2`` of area, so a prompt on an atypical slice (partial
@@ -331,7 +344,7 @@ class ClassicalModel(SliceModelBase):
                 mid = 0.5 * (level + float(np.median(ring)))
                 lo, hi = (lo, max(hi, mid)) if mid > level else (min(lo, mid), hi)
         shift = max(p.max_mean_shift_hu, p.mean_shift_sd * float(v.std()))
-        return lo, hi, float(v.mean()), shift
+        return lo, hi, level, shift
 
     def _surroundings(self, masks: dict[int, np.ndarray], slices: list[int]) -> np.ndarray:
         """HU just outside the masks of ``slices`` (a ring ``open_mm`` wide, at least 2 px)."""
@@ -345,7 +358,7 @@ class ClassicalModel(SliceModelBase):
     def _step(self, prev: np.ndarray, z: int, model: tuple[float, float, float, float]) -> np.ndarray | None:
         """Track ``prev`` onto slice ``z``; ``None`` when a stop rule fires."""
         p = self.params
-        lo, hi, mean, shift = model
+        lo, hi, level, shift = model
         img = self._image[z]  # type: ignore[index]
         new, enclosed = ops.propagate_step(
             prev, img, lo, hi, self._grow_px(p.grow_mm), self._px(p.seed_mm),
@@ -363,7 +376,7 @@ class ClassicalModel(SliceModelBase):
                 return None
             if n_rest > p.max_growth * max(int(prev.sum()), 1):
                 return None
-        if abs(float(img[new].mean()) - mean) > shift:
+        if abs(float(np.median(img[new])) - level) > shift:
             return None
         return new
 
