@@ -39,8 +39,9 @@ def _import_session_class() -> type:
     try:
         from nnInteractive.inference.inference_session import nnInteractiveInferenceSession
     except Exception as exc:  # ImportError, or a broken dependency raising something else
+        first = str(exc).splitlines()[0] if str(exc) else ""
         raise ConfigError(
-            f"nninteractive: the nnInteractive package cannot be imported ({type(exc).__name__}: {exc}); "
+            f"nninteractive: the nnInteractive package cannot be imported ({type(exc).__name__}: {first}); "
             "install it: pip install 'annosim[nninteractive]'"
         ) from None
     return nnInteractiveInferenceSession
@@ -67,7 +68,9 @@ def find_checkpoint_file(folder: Path, fold: int | str | None = None) -> Path:
     else:
         fold_dirs = sorted(p for p in folder.glob("fold_*") if p.is_dir())
         if len(fold_dirs) != 1:
-            raise InputError(folder, f"expected exactly one fold_* folder, found {len(fold_dirs)}; pass --model-arg fold=N")
+            raise InputError(
+                folder, f"expected exactly one fold_* folder, found {len(fold_dirs)}; pass --model-arg fold=N"
+            )
     ckpt = fold_dirs[0] / "checkpoint_final.pth"
     if not ckpt.is_file():
         raise InputError(ckpt, "checkpoint file not found")
@@ -142,7 +145,10 @@ class NNInteractiveModel(SliceModelBase):
                     str(self.checkpoint), use_fold=fold, checkpoint_name=ckpt_file.name
                 )
             except (OSError, KeyError, RuntimeError, ValueError, AssertionError) as exc:
-                raise InputError(self.checkpoint, f"cannot load the nnInteractive model: {type(exc).__name__}: {exc}") from None
+                first = str(exc).splitlines()[0] if str(exc) else ""
+                raise InputError(
+                    self.checkpoint, f"cannot load the nnInteractive model: {type(exc).__name__}: {first}"
+                ) from None
         self.session.network.eval()
         self._target: torch.Tensor | None = None
         #: prompts of the current object in order: ("point", z, y, x, positive) or ("box", z, y0, x0, y1, x1)

@@ -198,7 +198,8 @@ def load_vista3d(checkpoint: str | Path, device: torch.device | str = "cpu") -> 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise InputError(path, f"not a loadable weights-only checkpoint ({type(exc).__name__}: {exc})") from None
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        raise InputError(path, f"not a loadable weights-only checkpoint ({reason})") from None
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -273,7 +274,8 @@ class VISTA3DModel(SliceModelBase):
         self.label_map = parse_label_map(label_map)
         self.patch_size = _patch_size(patch_size)
         if isinstance(target_spacing, str):
-            target_spacing = None if target_spacing.lower() in ("none", "native", "") else float(target_spacing)
+            native = target_spacing.lower() in ("none", "native", "")
+            target_spacing = None if native else float(target_spacing)
         if target_spacing is not None and target_spacing <= 0:
             raise ConfigError(f"target_spacing must be > 0 mm, got {target_spacing}")
         self.target_spacing = target_spacing
