@@ -10,12 +10,16 @@ TORCH  := torch==2.13.0
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+# sam2 goes in without its dependencies (they would pull torchvision) and without its CUDA
+# extension. PyPI's torchvision, pulled by nnInteractive's dependencies, does not load beside
+# the CPU torch wheel and nothing annosim uses needs it: it is removed again.
+$(STAMP): pyproject.toml Makefile constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
 	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install -q --no-deps sam2==1.1.0
-	$(BIN)/python -m pip install -q -e '.[test]' $(TORCH) monai==1.6.1 hydra-core iopath pillow
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,monai,nninteractive]' hydra-core iopath pillow
+	$(BIN)/python -m pip uninstall -q -y torchvision
 	touch $(STAMP)
 
 demo: install
