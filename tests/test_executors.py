@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 
 from annosim.cli import main
+from annosim.execute import RunConfig
+from annosim.executors import CaseWorker, accepts_device, make_executor, InProcess, ProcessPool
 from annosim.memory import (
     MASK_COPIES,
     available_host_memory,
@@ -60,6 +62,14 @@ class Recording(ThresholdGrow):
             Path(self.pid_dir, f"{{os.getpid()}}-{{volume.shape[0]}}").touch()
         if volume.shape[0] == self.slow_slices:
             time.sleep(self.slow)
+
+
+class WithDevice(ThresholdGrow):
+    """Takes a `device` argument and keeps it."""
+
+    def __init__(self, device="none", **kwargs):
+        super().__init__(**kwargs)
+        self.device = device
 
 
 class Huge(ThresholdGrow):
@@ -215,6 +225,37 @@ def test_workers_that_cannot_load_the_model_stop_the_run_before_the_folder(manif
     err = capsys.readouterr().err
     assert "could not load the model" in err and "bogus" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_device_goes_to_the_model_or_to_cuda_visible_devices(tmp_path, monkeypatch):
+    plugin = write_plugin(tmp_path)
+    worker = CaseWorker(RunConfig(data="", out=tmp_path, model=f"{plugin}:WithDevice"), device="cuda:1")
+    assert worker.model.device == "cuda:1"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "unset")  # restored after the test
+    worker = CaseWorker(RunConfig(data="", out=tmp_path, model=PLUGIN), device="cuda:3")
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "3" and not hasattr(worker.model, "device")
+
+
+def test_accepts_device():
+    class Named:
+        def __init__(self, tolerance=1, device=None): ...
+
+    class Keywords:
+        def __init__(self, **kwargs): ...
+
+    class Neither:
+        def __init__(self, tolerance=1): ...
+
+    assert accepts_device(Named) and accepts_device(Keywords) and not accepts_device(Neither)
+
+
+def test_executor_choice(tmp_path):
+    cfg = RunConfig(data="", out=tmp_path)
+    assert isinstance(make_executor(cfg, 10), InProcess)
+    assert isinstance(make_executor(RunConfig(data="", out=tmp_path, case_timeout=5.0), 10), ProcessPool)
+    pool = make_executor(RunConfig(data="", out=tmp_path, devices=("cuda:0", "cuda:1"), workers=3), 10)
+    assert [s.device for s in pool.slots] == ["cuda:0", "cuda:1", "cuda:0"]
+    assert len(make_executor(RunConfig(data="", out=tmp_path, workers=8), 2).slots) == 2  # no idle workers
 
 
 # ---------------------------------------------------------------------------------------------
