@@ -114,6 +114,25 @@ def test_string_parameters_are_converted_and_checked():
             get_protocol(name, **bad)
 
 
+def test_protocols_command_lists_names_summaries_and_oracles():
+    import json
+
+    from click.testing import CliRunner
+
+    from annosim.cli import cli
+
+    text = CliRunner().invoke(cli, ["protocols"])
+    assert text.exit_code == 0
+    for name in ("he2024",) + PUBLISHED:
+        assert any(line.startswith(name + " ") for line in text.output.splitlines())
+    assert "uses truth: z-extent crop, GT box, GT clicks (3D error components)" in text.output
+    assert "parameters: prompt=point, slices=1" in text.output
+    rows = [json.loads(line) for line in CliRunner().invoke(cli, ["protocols", "--json"]).output.splitlines()]
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["ritm-noc"]["params"] == {"target": 0.9, "max_clicks": 20, "select_from": "gt"}
+    assert by_name["zhu2024"]["uses_gt"] == "GT boxes or points on randomly drawn GT slices"
+
+
 # --- ma2024-box -------------------------------------------------------------------------------
 def test_ma2024_box_on_middle_slice_one_propagation():
     gt = slab((10, 30, 30), range(2, 7), (8, 12), (8, 12))
@@ -393,3 +412,108 @@ def test_ritm_rows_give_noc_through_run_unit():
     noc = {t: next(r[1] for r in rows if r[2] >= t) for t in (0.85, 0.90)}
     assert noc == {0.85: 2, 0.90: 3}
     assert [p["kind"] for p in unit.prompts] == ["point"] * 3
+
+
+# --- end to end on the sample CT --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def abdomen_case(shared_data):
+    from annosim.data.layouts import open_dataset
+
+    folder = shared_data / "totalseg-abdomen"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found: sample CT needed for this test")
+    dataset = open_dataset(f"{folder / 'ct.nii.gz'} {folder / 'seg.nii.gz'}")
+    return next(iter(dataset)).load()
+
+
+def check_rows(result, case, protocol_names, target=0.90, max_clicks=20, cvpr_clicks=5):
+    """The row/prompt structure every protocol promises, on real data."""
+    from annosim.protocols.clicks import first_click
+
+    assert result.errors == []
+    units: dict[tuple, list[dict]] = {}
+    for row in result.rows:
+        units.setdefault((row["protocol"], row["label"], row["setting"]), []).append(row)
+    prompts: dict[tuple, list[dict]] = {}
+    for p in result.prompts:
+        prompts.setdefault((p["protocol"], p["label"], p["setting"]), []).append(p)
+    assert {k[0] for k in units} == set(protocol_names)
+    for (name, label, setting), rows in units.items():
+        gt = case.label == label
+        fg = set(np.flatnonzero(gt.any(axis=(1, 2))).tolist())
+        rounds = [r["round"] for r in rows]
+        clicks = [r["clicks"] for r in rows]
+        assert rounds == list(range(1, len(rows) + 1))
+        assert all(0.0 <= r["dice"] <= 1.0 for r in rows)
+        if setting == "fg-only":
+            assert all(r["fp_slices"] == 0 for r in rows)
+        ps = prompts[(name, label, setting)]
+        assert {p["z"] for p in ps} <= fg  # every prompt lies on a truth slice
+        if name == "ma2024-box":
+            z = middle_slice(gt)
+            boxes = [(p["kind"], p["z"], p["y0"], p["x0"], p["y1"], p["x1"]) for p in ps]
+            assert rounds == [1] and boxes == [("box", z, *bounding_box(gt[z]))]
+        elif name == "shen2024-points":
+            assert rounds == [1] and 1 <= clicks[0] <= 5 and len(ps) == clicks[0]
+            assert {p["z"] for p in ps} == {first_click(gt)[0]}
+        elif name == "shen2024-mask":
+            assert rounds == [1] and [(p["kind"], p["z"]) for p in ps] == [("mask", first_click(gt)[0])]
+        elif name == "dong2024":
+            assert rounds == [1] and clicks == [1] and ps[0]["z"] == middle_slice(gt) and ps[0]["positive"]
+        elif name == "zhu2024":
+            assert rounds == [1] and all(p["kind"] == "box" for p in ps)
+            assert rows[0]["annotated_slices"] == len(ps) >= 1
+        elif name == "cvpr25":
+            assert 1 <= len(rows) <= cvpr_clicks + 1 and clicks == [k - 1 for k in rounds]
+            assert ps[0]["kind"] == "box" and ps[0]["z"] == middle_slice(gt)
+            assert [p["kind"] for p in ps[1:]] == ["point"] * (len(rows) - 1)
+            lo, hi = min(fg), max(fg)
+            assert all(r["fp_slices"] <= (hi - lo + 1) - len(fg) for r in rows)  # z-extent crop
+        elif name == "ritm-noc":
+            assert len(rows) <= max_clicks and clicks == rounds
+            assert all(r["dice"] < target for r in rows[:-1])  # stops once the target is reached
+            assert all(p["kind"] == "point" for p in ps) and len(ps) == len(rows)
+
+
+def test_every_protocol_end_to_end_with_the_classical_model(abdomen_case):
+    from annosim.models.classical import ClassicalModel
+    from annosim.runner import evaluate_case
+
+    protocols = [get_protocol(name) for name in PUBLISHED]
+    result = evaluate_case(abdomen_case, ClassicalModel(), protocols,
+                           labels=["gallbladder", "kidney_left"], surface_metrics=False)
+    assert len({(r["label"], r["setting"]) for r in result.rows}) == 4
+    check_rows(result, abdomen_case, PUBLISHED)
+
+
+@pytest.fixture(scope="module")
+def random_sam2(tmp_path_factory):
+    """SAM2.1 tiny with seeded random weights at input size 256 (no download)."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("sam2")
+    from annosim.models.registry import load_model
+    from annosim.models.sam2_checkpoints import build_video_predictor, get_variant
+
+    torch.manual_seed(0)
+    net = build_video_predictor(get_variant("sam2.1-hiera-tiny").config, 256)
+    path = tmp_path_factory.mktemp("sam2") / "random_tiny.pt"
+    torch.save({"model": net.state_dict()}, path)
+    del net
+    return load_model("sam2.1-hiera-tiny", {"checkpoint": str(path), "image_size": "256", "device": "cpu"})
+
+
+@pytest.mark.slow  # 20-40 s on 2 shared CPU cores: ~20 SAM2 propagations of 3 frames on the CPU
+def test_every_protocol_end_to_end_with_random_sam2(abdomen_case, random_sam2):
+    """All protocols through the SAM2 adapter (boxes, masks, clicks, frames) on the smallest
+    sample structure (vertebrae_T11: 3 slices) so that the CPU run stays short; ``full`` is
+    exercised by cvpr25, whose z-extent crop keeps its video at 3 frames."""
+    from annosim.runner import evaluate_case
+
+    protocols = [get_protocol(n, **({"max_clicks": 3} if n == "ritm-noc" else {})) for n in PUBLISHED]
+    result = evaluate_case(abdomen_case, random_sam2, protocols, labels=["vertebrae_T11"],
+                           settings=["fg-only"], surface_metrics=False)
+    check_rows(result, abdomen_case, PUBLISHED, max_clicks=3)
+    full = evaluate_case(abdomen_case, random_sam2, [get_protocol("cvpr25", clicks=2)],
+                         labels=["vertebrae_T11"], settings=["full"], surface_metrics=False)
+    check_rows(full, abdomen_case, ["cvpr25"], cvpr_clicks=2)
+    assert random_sam2.encoder_calls == 3  # only the object's slices were ever encoded
