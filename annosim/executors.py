@@ -18,7 +18,8 @@ Executors
 Failures: a worker that dies (killed, segfault, out of memory, Ray node lost) loses only its case
 in flight; the driver retries that case up to ``retries`` times on a fresh worker, then records it
 in ``errors.jsonl`` (stage ``worker``). A case running longer than ``case_timeout`` seconds is
-stopped (its worker is killed and replaced) and recorded (stage ``timeout``, not retried). Units
+stopped (its worker is killed and replaced) and recorded (stage ``timeout``, not retried); the
+clock starts when the case is handed to a worker. Units
 that a worker finished before dying stay written; a rerun runs only what is missing.
 """
 
@@ -188,8 +189,6 @@ class CaseWorker:
 
         try:
             process_case(ref, self.model, self.protocols, self.cfg, done.__contains__, emit, on_error)
-        except (OSError, EOFError):
-            raise  # the channel to the driver is gone: the worker stops
         except Exception as exc:  # a plugin bug or an unexpected library error: this case only
             on_error(ref.case_id, None, "model", f"{ref.image}: {type(exc).__name__}: {exc}")
 
@@ -338,11 +337,14 @@ class _Pool:
 
     def _lost(self, slot: _Slot, how: str) -> None:
         """The slot's worker died (``how``: 'was killed by SIGKILL'...): retry its case or record it."""
-        assert self.sink is not None
         job, slot.job = slot.job, None
         was_starting = slot.state == "starting"
         slot.state = "dead"
+        if was_starting:
+            self.last_fatal = f"the process {how}"
+            return  # a worker that cannot start is not restarted (it would fail again)
         if job is not None:
+            assert self.sink is not None, "cases are handed out by run()"
             job.attempts += 1
             msg = f"{job.ref.image}: the worker running this case ({slot.label()}) {how}"
             if job.attempts <= self.cfg.retries:
@@ -350,10 +352,8 @@ class _Pool:
                 self.queue.appendleft(job)
             else:
                 self._record(job, "worker", msg + "; case not completed")
-        if was_starting:
-            self.last_fatal = f"a worker ({slot.label()}) {how} while loading the model"
-            return  # a worker that cannot start is not restarted (it would fail again)
-        self.sink.note(f"worker ({slot.label()}) {how}; starting a new one")
+        if self.sink is not None:
+            self.sink.note(f"worker ({slot.label()}) {how}; starting a new one")
         self._spawn(slot)
 
     def _handle(self, slot: _Slot, msg: tuple) -> None:
@@ -417,33 +417,52 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)
 
 
+class _DriverGone(BaseException):
+    """The pipe to the driver is closed: the worker stops (a BaseException, so that no
+    ``except Exception`` in case code mistakes it for a failure of the case)."""
+
+
+def _sender(conn: Any) -> Callable[[tuple], None]:
+    def send(msg: tuple) -> None:
+        try:
+            conn.send(msg)
+        except (OSError, EOFError) as exc:
+            raise _DriverGone() from exc
+
+    return send
+
+
 def _worker_main(conn: Any, cfg: "RunConfig", device: str | None, parent_pid: int) -> None:
     """Body of a local worker process: load the model, then run cases until told to stop."""
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's; it stops the workers
+    send = _sender(conn)
     try:
-        worker = CaseWorker(cfg, device)
-    except AnnosimError as exc:
-        conn.send(("fatal", str(exc)))
-        return
-    except Exception as exc:  # e.g. CUDA out of memory while loading weights
-        conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
-        return
-    try:
-        conn.send(("ready", worker.info, os.getpid()))
+        try:
+            worker = CaseWorker(cfg, device)
+        except AnnosimError as exc:
+            send(("fatal", str(exc)))
+            return
+        except Exception as exc:  # e.g. CUDA out of memory while loading weights
+            send(("fatal", f"{type(exc).__name__}: {exc}"))
+            return
+        send(("ready", worker.info, os.getpid()))
         while True:
-            msg = conn.recv()
+            try:
+                msg = conn.recv()
+            except (EOFError, OSError):
+                return
             if msg is None:
                 return
             ref, done = msg
             worker.run_case(
                 ref,
                 done,
-                lambda unit, preds: conn.send(("unit", unit, preds)),
-                lambda case, label, stage, text: conn.send(("error", case, label, stage, text)),
+                lambda unit, preds: send(("unit", unit, preds)),
+                lambda case, label, stage, text: send(("error", case, label, stage, text)),
             )
-            conn.send(("done",))
-    except (EOFError, OSError):  # the driver is gone
+            send(("done",))
+    except _DriverGone:
         return
 
 
@@ -665,13 +684,15 @@ class RayPool(_Pool):
             slot.pending = None
             try:
                 result = ray.get(ref)
-            except ray.exceptions.RayTaskError as exc:  # raised inside our code: not transient
+            except ray.exceptions.RayTaskError as exc:  # raised inside the task's code: not transient
+                cause = getattr(exc, "cause", None) or exc
+                text = f"{type(cause).__name__}: {' '.join(str(cause).split())[:300]}"
                 if slot.state == "starting":
-                    slot.state, self.last_fatal = "dead", str(exc).splitlines()[0]
+                    slot.state, self.last_fatal = "dead", text
                 else:
                     job, slot.job, slot.state = slot.job, None, "ready"
                     if job is not None:
-                        self._record(job, "model", f"{job.ref.image}: {str(exc).splitlines()[0]}")
+                        self._record(job, "model", f"{job.ref.image}: {text}")
                 continue
             except ray.exceptions.RayError as exc:  # actor/worker/node died: transient
                 self._kill(slot)

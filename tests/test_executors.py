@@ -72,6 +72,14 @@ class WithDevice(ThresholdGrow):
         self.device = device
 
 
+class DiesOnLoad(ThresholdGrow):
+    """Its process is killed while the model loads."""
+
+    def __init__(self, **kwargs):
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 class Huge(ThresholdGrow):
     """Says it needs 2**60 bytes (1 EiB) for any case."""
 
@@ -256,6 +264,16 @@ def test_executor_choice(tmp_path):
     pool = make_executor(RunConfig(data="", out=tmp_path, devices=("cuda:0", "cuda:1"), workers=3), 10)
     assert [s.device for s in pool.slots] == ["cuda:0", "cuda:1", "cuda:0"]
     assert len(make_executor(RunConfig(data="", out=tmp_path, workers=8), 2).slots) == 2  # no idle workers
+
+
+def test_worker_killed_while_loading_is_a_one_line_refusal(manifest, tmp_path, capsys):
+    plugin = write_plugin(tmp_path)
+    out = tmp_path / "dies"
+    assert main(run_args(manifest, out, "--workers", "2", model=f"{plugin}:DiesOnLoad")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("annosim: error: a worker (pid ") and err.count("\n") == 0
+    assert err.endswith("could not load the model: the process was killed by SIGKILL")
+    assert not out.exists()
 
 
 # ---------------------------------------------------------------------------------------------
