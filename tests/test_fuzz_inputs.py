@@ -186,13 +186,10 @@ def test_at_least_30_kinds_of_bad_input(fuzz_run):
     assert len(expect) >= 30
 
 
-def test_every_bad_case_is_one_clear_line_and_good_cases_complete(fuzz_run, capsys):
-    out, manifest, expect, good = fuzz_run
-    code = main(["run", "--data", str(manifest), "--model", PLUGIN, "--out", str(out), "--quiet",
-                 "--settings", "fg-only"])
-    captured = capsys.readouterr()
+def check_run(out: Path, expect: dict[str, tuple[str, str]], good: list[str], code: int, err: str) -> None:
+    """Exit 1, no traceback, one error line per bad case naming file and problem, good cases done."""
     assert code == 1
-    assert "Traceback" not in captured.err and "Traceback" not in captured.out
+    assert "Traceback" not in err
     errors = read_jsonl(out / "errors.jsonl")
     by_case: dict[str, list[dict]] = {}
     for e in errors:
@@ -209,4 +206,21 @@ def test_every_bad_case_is_one_clear_line_and_good_cases_complete(fuzz_run, caps
         dice = [float(r["dice"]) for r in rows if r["case"] == cid]
         assert 1 <= len(dice) <= 8 and max(dice) == 1.0  # the box is found exactly
     # the printed lines are one per bad case too (names may be non-ASCII)
-    assert sum(1 for line in captured.err.splitlines() if line.startswith("annosim: ")) == len(expect)
+    assert sum(1 for line in err.splitlines() if line.startswith("annosim: ")) == len(expect)
+
+
+def test_every_bad_case_is_one_clear_line_and_good_cases_complete(fuzz_run, capsys):
+    out, manifest, expect, good = fuzz_run
+    code = main(["run", "--data", str(manifest), "--model", PLUGIN, "--out", str(out), "--quiet",
+                 "--settings", "fg-only"])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out
+    check_run(out, expect, good, code, captured.err)
+
+
+def test_the_same_under_two_workers(fuzz_run, tmp_path, capsys):
+    _, manifest, expect, good = fuzz_run
+    out = tmp_path / "workers"
+    code = main(["run", "--data", str(manifest), "--model", PLUGIN, "--out", str(out), "--quiet",
+                 "--settings", "fg-only", "--workers", "2"])
+    check_run(out, expect, good, code, capsys.readouterr().err)
