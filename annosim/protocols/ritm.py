@@ -20,8 +20,9 @@ Rules (truth restricted to the setting's frames; the prediction starts empty):
    the protocol.
 4. The click is added to the slice's earlier clicks, the volume propagated: one round.
 
-The rows carry Dice per round and cumulative clicks, from which reports compute NoC@85 and
-NoC@90 (the first round with Dice >= 0.85 / 0.90; ``max_clicks`` when never reached).
+The rows carry Dice per round and the cumulative clicks (one per round), from which reports
+compute NoC@85 and NoC@90: the clicks of the first row with Dice >= 0.85 / 0.90. With the
+default target 0.90 both thresholds are reached, when at all, before the protocol stops.
 """
 
 from __future__ import annotations
