@@ -345,7 +345,12 @@ def run_benchmark(
     report = RunReport(Path(cfg.out))
     with make_executor(cfg, len(refs)) as executor:
         info = executor.start()
-        with ResultsFolder(cfg.out).open(identity, run_meta(info)) as store:
+        meta = run_meta(info)
+        meta["execution"] = {  # where the first invocation ran (not part of the configuration)
+            "executor": cfg.executor, "workers": cfg.workers, "devices": list(cfg.devices),
+            "gpus_per_case": cfg.gpus_per_case, "retries": cfg.retries, "case_timeout": cfg.case_timeout,
+        }
+        with ResultsFolder(cfg.out).open(identity, meta) as store:
             report.skipped = len(store.done_units)
             bar = tqdm(total=len(refs), unit="case", disable=progress is False if progress is not None else None,
                        dynamic_ncols=True, file=sys.stderr)

@@ -15,8 +15,11 @@ For SAM2 models without their own method, :func:`sam2_case_bytes` applies. SAM2'
 cache keeps the image encoder's FPN levels of every slice at input size ``S`` (1024 by default):
 ``32*(S/4)**2 + 64*(S/8)**2 + 256*(S/16)**2 = 4*S**2`` values a slice (16 MiB at float32,
 8 MiB at bfloat16), plus one positional encoding of ``21*S**2`` values shared by all slices and
-per tracked frame a memory (``64*(S/16)**2`` values) and a mask (``(S/4)**2`` values) at float32:
-``1.25*S**2`` bytes. A 512x512x200 CT with SAM2 at S=1024 thus needs about 3.4 GiB of cache.
+per tracked frame a memory (``64*(S/16)**2`` values) and a mask (``(S/4)**2`` values) counted at
+float32, ``1.25*S**2`` bytes (an upper bound: sam2 1.1.0 keeps the memories in bfloat16). The FPN
+levels are those of sam2 1.1.0's configs (``scalp: 1``; ``conv_s0``/``conv_s1`` project the two
+high-resolution levels to 32 and 64 channels). A 512x512x200 CT with SAM2 at S=1024 thus needs
+about 3.45 GiB: ``200 * (16 + 1.25) MiB + 84 MiB``.
 
 The model part is checked against the accelerator's free memory when the model keeps its state
 on a CUDA device (its ``cache_device``, else ``device`` attribute), against host memory otherwise.

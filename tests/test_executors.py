@@ -162,6 +162,7 @@ def test_two_workers_give_the_sequential_rows(manifest, sequential, tmp_path):
     assert sorted_prompts(out) == sorted_prompts(sequential)
     assert len(read_jsonl(out / "units.jsonl")) == 5
     assert (out / "errors.jsonl").read_text() == ""
+    assert json.loads((out / "run.json").read_text())["execution"]["workers"] == 2
 
 
 def test_ray_gives_the_sequential_rows(ray_session, manifest, sequential, tmp_path):
@@ -169,8 +170,16 @@ def test_ray_gives_the_sequential_rows(ray_session, manifest, sequential, tmp_pa
     assert main(run_args(manifest, out, "--executor", "ray")) == 0
     assert sorted_rows(out) == sorted_rows(sequential)
     assert sorted_prompts(out) == sorted_prompts(sequential)
-    run = json.loads((out / "run.json").read_text())
-    assert "executor" not in run["model"]  # where cases ran is not part of the configuration
+    assert json.loads((out / "run.json").read_text())["execution"]["executor"] == "ray"
+
+
+def test_a_ray_folder_resumes_locally(ray_session, manifest, tmp_path, capsys):
+    out = tmp_path / "ray-then-local"
+    assert main(run_args(manifest, out, "--executor", "ray", "--limit", "1", "--labels", "2")) == 0
+    capsys.readouterr()
+    # where cases ran is not part of the configuration: the same command run locally resumes
+    assert main(run_args(manifest, out, "--limit", "1", "--labels", "2")) == 0
+    assert "0 units written, 1 resumed" in capsys.readouterr().out
 
 
 def test_ray_worker_killed_mid_case_is_retried(ray_session, manifest, sequential, tmp_path, capsys):
@@ -288,6 +297,7 @@ def test_sam2_formula_by_hand():
     per_slice = 4 * s2 * 4 + s2 + s2 // 4  # cache at float32 + tracking state (1.25 bytes x S^2)
     assert sam2_case_bytes(100, 1024, 4) == 100 * per_slice + 21 * s2 * 4 == 1_896_873_984
     assert sam2_case_bytes(100, 1024, 2) == 100 * (8 * s2 + s2 + s2 // 4) + 42 * s2
+    assert sam2_case_bytes(200) == (200 * (16 + 1.25) + 84) * 2**20  # the docstring's 512x512x200 CT
 
 
 def test_estimate_parts_by_hand():
