@@ -79,6 +79,10 @@ class ClassicalParams:
     click_reach: float = 1.5
     #: Opening radius on prompted slices: bridges thinner than about twice this are cut.
     open_mm: float = 3.0
+    #: Box prompts: the ring just outside the box whose HU stands for the background.
+    box_ring_mm: float = 6.0
+    #: Box prompts: bandwidth of the kernel densities of HU inside the box and in its ring.
+    box_bandwidth_hu: float = 10.0
     #: Step cost exponent of the negative-click cut (higher: cuts snap harder to necks).
     neck_power: float = 2.0
     #: Largest distance the object's border may move between neighbouring frames where it
@@ -230,9 +234,10 @@ class ClassicalModel(SliceModelBase):
     def add_box(self, z: int, box: tuple[int, int, int, int]) -> np.ndarray:
         """Box ``(y0, x0, y1, x1)`` inclusive on slice ``z``: it becomes the slice's base mask.
 
-        The object is the region a click at the box centre selects, kept inside the box (when
-        the centre's region is empty, the largest in-box region of the centre's tissue). Earlier
-        clicks on the slice are forgotten; later ones edit the box result.
+        The object is :func:`classical_ops.box_region`: the HU band typical of the box's middle
+        rather than of the ring ``box_ring_mm`` wide around it, and the in-band components
+        that best fill the box, holes filled, inside the box only. Earlier clicks on the slice
+        are forgotten; later ones edit the box result.
         """
         z = int(z)
         self._check_slice(z)
@@ -241,13 +246,11 @@ class ClassicalModel(SliceModelBase):
         y0, y1 = sorted((max(min(y0, ny - 1), 0), max(min(y1, ny - 1), 0)))
         x0, x1 = sorted((max(min(x0, nx - 1), 0), max(min(x1, nx - 1), 0)))
         st = self._state(z)
-        img = self._image[z, y0 : y1 + 1, x0 : x1 + 1]  # type: ignore[index]
-        centre = ((y1 - y0) // 2, (x1 - x0) // 2)
         p = self.params
-        window = max(min(self._px(p.click_window_mm), (y1 - y0) // 2, (x1 - x0) // 2), 0)
-        region = ops.click_region(img, centre, window, p.click_tolerance_hu, self._px(p.open_mm))
-        base = np.zeros(self.shape[1:], dtype=bool)  # type: ignore[index]
-        base[y0 : y1 + 1, x0 : x1 + 1] = region
+        base = ops.box_region(
+            self._image[z], (y0, x0, y1, x1), max(self._px(p.box_ring_mm), 1),  # type: ignore[index]
+            self._px(p.open_mm), p.box_bandwidth_hu,
+        )
         st.base, st.points, st.labels = base, [], []
         return self._slice_mask(z)
 
