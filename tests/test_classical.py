@@ -135,6 +135,63 @@ def test_add_box_segments_inside_the_box_only():
     assert np.array_equal(out, expect)
 
 
+MUSCLE = 0.0
+
+
+def test_tight_box_gives_the_disc_not_a_bright_neighbour_partly_inside_it():
+    # Bright disc (r 10) in darker tissue; a second bright disc (r 6) pokes into the box's
+    # lower-right corner without touching the first. The tight box is (20, 20, 40, 40).
+    # The disc's middle (r 3) is dark, as a kidney's hilum: the box's centre is not the
+    # object's tissue, yet the object (holes filled) is the whole disc.
+    shape = (60, 60)
+    obj, other = disc(shape, 30, 30, 10), disc(shape, 44, 44, 6)
+    assert not (obj & other).any() and (other[20:41, 20:41]).any()
+    img = np.where((obj & ~disc(shape, 30, 30, 3)) | other, TISSUE, MUSCLE).astype(np.float32)
+    masks = img[None].repeat(3, axis=0)
+    m = ClassicalModel(**EXACT)
+    m.set_volume(masks, (1.0, 1.0, 1.0))
+    m.start_object()
+    assert np.array_equal(m.add_box(1, (20, 20, 40, 40)), obj)
+    # With the default smoothing and opening too, at Dice >= 0.95.
+    m = ClassicalModel()
+    m.set_volume(masks, (1.0, 1.0, 1.0))
+    m.start_object()
+    assert dice(m.add_box(1, (20, 20, 40, 40)), obj) >= 0.95
+
+
+def test_box_region_takes_the_boxes_middle_tissue_even_when_darker():
+    # A fat disc in soft tissue: the object's band is the fat's, not the tissue's.
+    shape = (40, 40)
+    obj = disc(shape, 20, 20, 8)
+    img = np.where(obj, FAT, TISSUE).astype(np.float32)
+    assert np.array_equal(ops.box_region(img, (12, 12, 28, 28), 2, 0, 10.0), obj)
+
+
+def test_box_region_joins_the_parts_that_together_fill_the_box():
+    # An object split by a 2-pixel cleft: neither part alone reaches all four sides of its
+    # tight box, together they do. A bright speck outside the object's parts but inside the
+    # box's span of the first part is not needed and stays out.
+    img = np.full((40, 40), MUSCLE, np.float32)
+    a = np.zeros(img.shape, bool)
+    a[10:31, 10:19] = True
+    b = np.zeros(img.shape, bool)
+    b[15:26, 21:31] = True
+    speck = np.zeros(img.shape, bool)
+    speck[28:30, 26:28] = True
+    img[a | b | speck] = TISSUE
+    out = ops.box_region(img, (10, 10, 30, 30), 2, 0, 10.0)
+    assert np.array_equal(out, a | b)
+
+
+def test_box_band_is_the_run_where_the_middle_beats_the_ring():
+    # Middle at 40 HU, ring at -100 HU, 1-HU kernel: the band is the run of HU where the box's
+    # density exceeds the ring's, around 40 and clear of -100.
+    values = np.array([40.0] * 9 + [-100.0] * 16)
+    weights = np.ones_like(values)
+    lo, hi = ops._box_band(values, weights, np.full(20, -100.0), 1.0)
+    assert lo < 40 < hi and lo > -100 and hi - lo < 20
+
+
 def test_add_mask_is_kept_as_given_and_clicks_edit_it():
     vol, a, b = two_discs()
     m = model_on(vol)
@@ -275,6 +332,23 @@ def test_sarcoma_floor_fg_only(shared_data):
         for r in run_he2024(d / "CT_image.nii.gz", d / "CT_mask.nii.gz", [1]):
             rows.append({**r, "case": case})
     assert mean_best_of_rounds(rows, "fg-only") >= 0.60
+
+
+def test_totalseg_abdomen_ma2024_box_floor_fg_only(shared_data):
+    from annosim.data.layouts import open_dataset
+    from annosim.protocols.registry import get_protocol
+    from annosim.runner import evaluate_case
+
+    d = shared_data / "totalseg-abdomen"
+    case = open_dataset(f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}").cases[0].load()
+    res = evaluate_case(
+        case, ClassicalModel(), get_protocol("ma2024-box"), settings=("fg-only",),
+        labels=["spleen", "kidney_right", "kidney_left", "liver", "aorta", "inferior_vena_cava"],
+        seed=0, surface_metrics=False,
+    )
+    assert not res.errors
+    assert len({r["label"] for r in res.rows}) == 6
+    assert mean_best_of_rounds(res.rows, "fg-only") >= 0.75
 
 
 # -- thick slices ----------------------------------------------------------------------------
