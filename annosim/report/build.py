@@ -12,7 +12,7 @@ import pandas as pd
 
 from annosim import __version__
 from annosim.errors import InputError
-from annosim.report import figures, qc, score, stats, table1, tables
+from annosim.report import figures, qc, score, sensitivity, stats, table1, tables
 from annosim.report.results_io import RunResults, load_predictions, read_runs
 from annosim.report.html import Page
 
@@ -194,9 +194,9 @@ def _clear_images(out: Path) -> None:
 def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConfig = ReportConfig()) -> ReportOutputs:
     """Write the report of ``run_dirs`` into ``out`` (created) and return what was written.
 
-    Files: ``summary.{csv,md,tex}``, ``table1.{csv,md,tex}``, ``objects.csv`` (one row per
-    object), ``curves.csv`` (figure data), ``figures/dice_vs_slices_*.{png,svg}``,
-    ``qc/<run>/*.png`` and ``report.html``.
+    Files: ``summary.{csv,md,tex}``, ``table1.{csv,md,tex}``, ``sensitivity.{csv,md,tex}`` (when
+    a model ran several protocols), ``objects.csv`` (one row per object), ``curves.csv`` (figure
+    data), ``figures/dice_vs_slices_*.{png,svg}``, ``qc/<run>/*.png`` and ``report.html``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,12 +209,21 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     written["summary"] = tables.write_table(summary, tables.summary_display(summary), out, "summary",
                                             "Summary per dataset, structure, setting, model and protocol", notes)
     view = table1.table1_view(summary, config.paper_datasets)
-    t1_notes = ["This run: mean best-of-rounds Dice with background slices removed (fg-only) / whole volume (full); "
-                "the paper's columns are the published numbers of He et al. 2024, Table 1 ('-': not reported).",
-                "Published SAM2 numbers come from the reference script (protocol variant he2024-vista); "
-                "compare like for like."]
-    written["table1"] = tables.write_table(view, tables.table1_display(view), out, "table1",
+    order = list(dict.fromkeys(zip(res["rounds"]["model"], res["rounds"]["protocol"])))  # as the runs were given
+    t1_display, t1_notes = tables.table1_display(view, order), tables.table1_notes(view)
+    written["table1"] = tables.write_table(view, t1_display, out, "table1",
                                            "Table-1 view: this run beside He et al. 2024", t1_notes)
+    sens = sensitivity.protocol_sensitivity(res["objects"])
+    sens_display, sens_notes = tables.sensitivity_display(sens), tables.sensitivity_notes(sens)
+    if not sens.empty:
+        written["sensitivity"] = tables.write_table(
+            sens.table, sens_display, out, "sensitivity",
+            "Protocol sensitivity: mean best-of-rounds Dice of the same model on the same objects, per protocol",
+            sens_notes)
+    else:
+        stale = [out / f"sensitivity.{ext}" for ext in ("csv", "md", "tex")]
+        for f in stale:
+            f.unlink(missing_ok=True)
     objects_csv = out / "objects.csv"
     res["objects"].to_csv(objects_csv, index=False)
     curves_csv = out / "curves.csv"
@@ -239,8 +248,14 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
                    "(mean +/- 1.96 SEM); early-stopped objects carried forward.", [f["svg"]])
     page.links([curves_csv])
     page.heading("Table-1 view (He et al. 2024)", anchor="table1")
-    page.raw(tables.to_html(tables.table1_display(view), t1_notes))
+    page.raw(tables.to_html(t1_display, t1_notes))
     page.links(list(written["table1"].values()))
+    if not sens.empty:
+        page.heading("Protocol sensitivity", anchor="sensitivity")
+        page.paragraph("The same model on the same objects under each protocol it ran: the differences come "
+                       "from the protocols alone.", "meta")
+        page.raw(tables.to_html(sens_display, sens_notes))
+        page.links(list(written["sensitivity"].values()))
     page.heading("QC images: worst, median and best object of each structure", anchor="qc")
     page.paragraph("Truth outline green, prediction outline red (dashed), positive clicks cyan +, "
                    "negative clicks orange -, one panel per round on the slice annotated in that round.", "meta")

@@ -60,8 +60,8 @@ class RunResults:
 
     @property
     def model(self) -> str:
-        """The model label used in tables."""
-        return str(self.meta.get("model", {}).get("name", "model"))
+        """The model label used in tables (:func:`model_label`)."""
+        return model_label(self.meta)
 
     def prompts(self) -> list[dict[str, Any]]:
         """Records of ``prompts.jsonl`` (empty when the file is absent)."""
@@ -134,6 +134,27 @@ def dataset_name(meta: dict[str, Any], path: Path | None = None) -> str:
     return Path(path).name if path is not None else "dataset"
 
 
+def model_label(meta: dict[str, Any]) -> str:
+    """The model's name in tables: run.json ``model.name``, shortened to ``file.py:Class`` for a
+    plugin given by path, with the ``mode`` model argument in parentheses when there is one.
+
+    >>> model_label({"model": {"name": "vista3d", "args": {"mode": "auto+point"}}})
+    'vista3d (auto+point)'
+    >>> model_label({"model": {"name": "/home/me/plugins.py:Grow", "args": {}}})
+    'plugins.py:Grow'
+    """
+    model = meta.get("model") or {}
+    if not isinstance(model, dict):
+        model = {"name": model}
+    name = str(model.get("name") or "model")
+    module, sep, attr = name.rpartition(":")
+    if sep and module.endswith(".py") and ("/" in module or "\\" in module):
+        name = f"{Path(module).name}:{attr}"
+    args = model.get("args") if isinstance(model.get("args"), dict) else {}
+    mode = args.get("mode")
+    return f"{name} ({mode})" if mode not in (None, "") else name
+
+
 def _variants(meta: dict[str, Any]) -> dict[str, str]:
     """Protocol name -> variant name, from run.json (only protocols that name a variant)."""
     out: dict[str, str] = {}
@@ -170,7 +191,7 @@ def read_run(path: str | Path, dataset: str | None = None) -> RunResults:
         raise InputError(run_json, "expected a JSON object")
     rounds = read_rounds(path / "rounds.csv", meta)
     rounds["dataset"] = dataset or dataset_name(meta, path)
-    rounds["model"] = str((meta.get("model") or {}).get("name", "model"))
+    rounds["model"] = model_label(meta)
     variants = _variants(meta)
     rounds["variant"] = [variants.get(p, "") for p in rounds["protocol"]]
     rounds["run"] = path.name
@@ -218,8 +239,9 @@ def read_rounds(path: Path, meta: dict[str, Any] | None = None) -> pd.DataFrame:
 
 
 def read_runs(paths: list[str | Path], dataset: str | None = None) -> list[RunResults]:
-    """Read several folders; two runs with the same model name but different model parameters
-    get the folder name appended to their model label so that tables keep them apart."""
+    """Read several folders; two runs with the same model label (:func:`model_label`) but
+    different model parameters get the folder name appended to their label so that tables keep
+    them apart."""
     runs = [read_run(p, dataset) for p in paths]
     by_name: dict[str, list[RunResults]] = {}
     for r in runs:

@@ -2,7 +2,8 @@
 
 The CSV files hold the raw numbers (every float as Python's ``repr``); the Markdown, LaTeX and
 HTML renderings hold display strings (3 decimals, intervals in brackets) built by
-:func:`summary_display`, :func:`table1_display` and :func:`comparison_display`.
+:func:`summary_display`, :func:`table1_display`, :func:`sensitivity_display` and
+:func:`comparison_display`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from annosim.report.sensitivity import Sensitivity, uses_gt
 from annosim.report.table1 import PAPER_METHODS
 
 DASH = "-"
@@ -93,26 +95,92 @@ def summary_notes(summary: pd.DataFrame, n_boot: int, seed: int) -> list[str]:
     ]
 
 
-def table1_display(view: pd.DataFrame) -> pd.DataFrame:
-    """Display strings of a Table-1 view (:func:`annosim.report.table1.table1_view`)."""
-    rows = []
+def _run_groups(view: pd.DataFrame, order: list[tuple[str, str]] | None) -> list[tuple[str, str, str]]:
+    """(model, protocol, variant) of a Table-1 view's run columns: those in ``order`` (pairs of
+    model and protocol) first, in that order, then the others in the view's order."""
+    seen = list(dict.fromkeys(zip(view["model"], view["protocol"], view["variant"].fillna(""))))
+    rank = {mp: i for i, mp in enumerate(order or [])}
+    return sorted(seen, key=lambda g: (rank.get((g[0], g[1]), len(rank)), seen.index(g)))
+
+
+def _group_labels(groups: list[tuple[str, str, str]]) -> list[str]:
+    """Column-group titles: the model label, with the protocol when the view holds several."""
+    several = len({(p, v) for _, p, v in groups}) > 1
+    return [f"{m} / {_protocol_label(p, v)}" if several else str(m) for m, p, v in groups]
+
+
+def table1_display(view: pd.DataFrame, order: list[tuple[str, str]] | None = None) -> pd.DataFrame:
+    """Display strings of a Table-1 view (:func:`annosim.report.table1.table1_view`), wide.
+
+    One row per (dataset, structure, published dataset); one column group per run model (and
+    protocol, when the view holds several): ``<model> n`` and ``<model> fg-only/full`` (mean
+    best-of-rounds Dice with / without background removal, as the paper's SAM2 cells); then
+    the published columns. ``order``: (model, protocol) pairs giving the groups' order.
+    """
+    groups = _run_groups(view, order)
+    titles = _group_labels(groups)
+    index = {g: i for i, g in enumerate(groups)}
+    rows: dict[tuple, dict[str, str]] = {}
     for _, r in view.iterrows():
-        row = {
-            "Dataset": r["dataset"],
-            "Structure": r["structure"],
-            "Model": r["model"],
-            "Protocol": _protocol_label(r["protocol"], r.get("variant", "")),
-            "n": fmt(r["n"]),
-            "This run fg-only/full": fmt_pair(r["run_fg_only"], r["run_full"]),
-            "Paper dataset": r["paper_dataset"] or DASH,
-        }
-        for col, title in PAPER_METHODS.items():
-            if col.startswith("sam2"):
-                continue
-            row[title] = fmt(r[col])
-        row["SAM2 fg-only/full (paper)"] = fmt_pair(r["sam2_fg_only"], r["sam2_full"])
+        key = (r["dataset"], r["label_name"], r["paper_dataset"])
+        if key not in rows:
+            row = {"Dataset": r["dataset"], "Structure": r["structure"], "Paper dataset": r["paper_dataset"] or DASH}
+            for t in titles:
+                row[f"{t} n"] = DASH
+                row[f"{t} fg-only/full"] = DASH
+            for col, title in PAPER_METHODS.items():
+                if not col.startswith("sam2"):
+                    row[f"{title} (paper)"] = fmt(r[col])
+            row["SAM2 fg-only/full (paper)"] = fmt_pair(r["sam2_fg_only"], r["sam2_full"])
+            rows[key] = row
+        t = titles[index[(r["model"], r["protocol"], r["variant"] if isinstance(r["variant"], str) else "")]]
+        rows[key][f"{t} n"] = fmt(r["n"])
+        rows[key][f"{t} fg-only/full"] = fmt_pair(r["run_fg_only"], r["run_full"])
+    return pd.DataFrame(list(rows.values()))
+
+
+def table1_notes(view: pd.DataFrame) -> list[str]:
+    """Footnotes of the Table-1 view (what the run columns hold, which protocol they used)."""
+    groups = _run_groups(view, None)
+    protos = sorted({_protocol_label(p, v) for _, p, v in groups})
+    notes = ["This run: mean best-of-rounds Dice with background slices removed (fg-only) / whole volume "
+             "(full), one column group per model (its 'mode' argument in parentheses); n: objects. "
+             "Columns marked (paper) are the published numbers of He et al. 2024, Table 1 ('-': not reported)."]
+    if len(protos) == 1:
+        notes.append(f"Protocol of this run's columns: {protos[0]}.")
+    notes.append("Published SAM2 numbers come from the reference script (protocol variant he2024-vista); "
+                 "compare like for like.")
+    return notes
+
+
+def sensitivity_display(sens: Sensitivity) -> pd.DataFrame:
+    """Display strings of a protocol sensitivity table (:func:`annosim.report.sensitivity.protocol_sensitivity`)."""
+    rows = []
+    for _, r in sens.table.iterrows():
+        row = {"Dataset": r["dataset"], "Structure": r["structure"], "Setting": r["setting"], "Model": r["model"],
+               "n": fmt(r["n"]), "Excluded": fmt(r["excluded"])}
+        for c in sens.columns:
+            row[sens.labels[c]] = fmt(r[c])
+        row["Spread (max-min)"] = fmt(r["spread"])
+        row["Highest"] = r["highest"] or DASH
+        row["Lowest"] = r["lowest"] or DASH
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def sensitivity_notes(sens: Sensitivity) -> list[str]:
+    """Footnotes of the sensitivity table, ending with the ground-truth use of each protocol."""
+    notes = [
+        "Mean best-of-rounds Dice per protocol, computed only over the objects (case, structure) present under "
+        "every protocol of the row: n is the same for every protocol column of a row; Excluded counts objects "
+        "run under some of those protocols only. '-': the model did not run that protocol on this structure "
+        "and setting.",
+        "Spread: highest minus lowest protocol mean of the row.",
+        "Ground-truth information each protocol uses (all are oracles: the truth places their prompts):",
+    ]
+    gt = uses_gt(list(dict.fromkeys(sens.protocols.values())))
+    notes += [f"{name}: {text}" for name, text in gt.items()]
+    return notes
 
 
 def comparison_display(table: pd.DataFrame) -> pd.DataFrame:
