@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
 	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install -q --no-deps sam2==1.1.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,monai,nninteractive]' hydra-core iopath pillow
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,monai,nninteractive,ray]' hydra-core iopath pillow
 	$(BIN)/python -m pip uninstall -q -y torchvision
 	touch $(STAMP)
 
