@@ -83,6 +83,9 @@ class ClassicalParams:
     box_ring_mm: float = 6.0
     #: Box prompts: bandwidth of the kernel densities of HU inside the box and in its ring.
     box_bandwidth_hu: float = 10.0
+    #: Box prompts: the object's HU band is where the box's density exceeds the ring's by more
+    #: than this fraction of the largest excess.
+    box_band_floor: float = 0.1
     #: Step cost exponent of the negative-click cut (higher: cuts snap harder to necks).
     neck_power: float = 2.0
     #: Largest distance the object's border may move between neighbouring frames where it
@@ -249,7 +252,7 @@ class ClassicalModel(SliceModelBase):
         p = self.params
         base = ops.box_region(
             self._image[z], (y0, x0, y1, x1), max(self._px(p.box_ring_mm), 1),  # type: ignore[index]
-            self._px(p.open_mm), p.box_bandwidth_hu,
+            self._px(p.open_mm), p.box_bandwidth_hu, p.box_band_floor,
         )
         st.base, st.points, st.labels = base, [], []
         return self._slice_mask(z)

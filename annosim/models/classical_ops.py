@@ -270,6 +270,7 @@ def box_region(
     ring_r: int,
     open_r: int,
     bandwidth: float,
+    floor: float = 0.0,
 ) -> np.ndarray:
     """The object a tight box ``(y0, x0, y1, x1)`` (inclusive) encloses on ``image`` (smoothed HU).
 
@@ -300,7 +301,7 @@ def box_region(
     tent = (1.0 - np.abs(yy - (h - 1) / 2) / (h / 2 + 0.5)) * (
         1.0 - np.abs(xx - (w - 1) / 2) / (w / 2 + 0.5)
     )
-    lo, hi = _box_band(crop.ravel(), tent.ravel(), ring, bandwidth)
+    lo, hi = _box_band(crop.ravel(), tent.ravel(), ring, bandwidth, floor)
     band = (crop >= lo) & (crop <= hi)
     r = min(open_r, min(h, w) // 8)
     opened = opening(band, r) if r > 0 else band
@@ -324,7 +325,7 @@ def _kde(values: np.ndarray, weights: np.ndarray | None, lo: float, n: int, band
 
 
 def _box_band(
-    values: np.ndarray, weights: np.ndarray, ring: np.ndarray, bandwidth: float
+    values: np.ndarray, weights: np.ndarray, ring: np.ndarray, bandwidth: float, floor: float = 0.0
 ) -> tuple[float, float]:
     """HU band of the object: around the peak of (weighted box density - ring density)."""
     allv = np.concatenate([values, ring]) if ring.size else values
@@ -334,7 +335,7 @@ def _box_band(
         weights = np.ones_like(weights)
     diff = _kde(values, weights, lo, n, bandwidth) - _kde(ring, None, lo, n, bandwidth)
     k = int(np.argmax(diff))
-    pos = diff > 0
+    pos = diff > floor * diff[k]
     pos[k] = True
     # The run of positive difference containing the peak.
     a = k - int(np.argmin(pos[k::-1])) + 1 if not pos[: k + 1].all() else 0
@@ -353,28 +354,23 @@ def _best_fit_components(mask: np.ndarray) -> np.ndarray:
     boxes = np.array([(s[0].start, s[1].start, s[0].stop, s[1].stop) for s in objs])
     full = float(mask.size)
 
-    def cover(b: np.ndarray) -> float:
-        return float((b[2] - b[0]) * (b[3] - b[1])) / full
-
-    scores = [(cover(b), int(a)) for b, a in zip(boxes, areas)]
-    first = max(range(n), key=lambda i: scores[i])
+    cover = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / full
+    first = int(np.lexsort((-areas, -cover))[0])  # best cover, ties: larger area
     chosen = [first]
     union = boxes[first].copy()
     while True:
-        best, best_gain = None, 0.0
-        for i in range(n):
-            if i in chosen:
-                continue
-            b = boxes[i]
-            merged = np.array([min(union[0], b[0]), min(union[1], b[1]), max(union[2], b[2]), max(union[3], b[3])])
-            gain = cover(merged) - cover(union)
-            if gain > best_gain:
-                best, best_gain = i, gain
-        if best is None:
+        merged = np.concatenate(
+            [np.minimum(boxes[:, :2], union[:2]), np.maximum(boxes[:, 2:], union[2:])], axis=1
+        )
+        gain = (merged[:, 2] - merged[:, 0]) * (merged[:, 3] - merged[:, 1]) / full - (
+            (union[2] - union[0]) * (union[3] - union[1]) / full
+        )
+        gain[chosen] = 0.0
+        best = int(np.argmax(gain))
+        if gain[best] <= 0:
             break
         chosen.append(best)
-        b = boxes[best]
-        union = np.array([min(union[0], b[0]), min(union[1], b[1]), max(union[2], b[2]), max(union[3], b[3])])
+        union = merged[best]
     keep = np.zeros(n + 1, dtype=bool)
     keep[np.array(chosen) + 1] = True
     return keep[lab]
