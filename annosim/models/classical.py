@@ -3,6 +3,9 @@
 Prompted slice ``z``: its mask is ``base`` edited by its clicks. ``base`` is the mask prompt,
 else the box segmentation, else the prediction the slice had from the last :meth:`propagate`
 when it was first prompted (SAM2 likewise starts a newly prompted frame from its memory).
+A box segments the tissue typical of its middle rather than of the ring ``box_ring_mm`` just
+outside it (the box is tight, so that ring is background), keeping the in-band components that
+together best fill the box (:func:`classical_ops.box_region`).
 A positive click adds the region it selects (pixels within ``click_tolerance_hu`` of the HU
 around it, opened to cut thin bridges, connected to it, and no further than ``click_reach``
 times the radius of the object's known cross-section). Outside the soft-tissue window (lung,
