@@ -211,8 +211,9 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     view = table1.table1_view(summary, config.paper_datasets)
     order = list(dict.fromkeys(zip(res["rounds"]["model"], res["rounds"]["protocol"])))  # as the runs were given
     t1_display, t1_notes = tables.table1_display(view, order), tables.table1_notes(view)
+    t1_header = tables.table1_header(t1_display)
     written["table1"] = tables.write_table(view, t1_display, out, "table1",
-                                           "Table-1 view: this run beside He et al. 2024", t1_notes)
+                                           "Table-1 view: this run beside He et al. 2024", t1_notes, t1_header)
     sens = sensitivity.protocol_sensitivity(res["objects"])
     sens_display, sens_notes = tables.sensitivity_display(sens), tables.sensitivity_notes(sens)
     if not sens.empty:
@@ -248,7 +249,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
                    "(mean +/- 1.96 SEM); early-stopped objects carried forward.", [f["svg"]])
     page.links([curves_csv])
     page.heading("Table-1 view (He et al. 2024)", anchor="table1")
-    page.raw(tables.to_html(t1_display, t1_notes))
+    page.raw(tables.to_html(t1_display, t1_notes, t1_header))
     page.links(list(written["table1"].values()))
     if not sens.empty:
         page.heading("Protocol sensitivity", anchor="sensitivity")

@@ -15,7 +15,7 @@ h1{font-size:24px;margin:0 0 4px} h2{font-size:19px;margin:28px 0 8px;border-bot
 h3{font-size:15px;margin:18px 0 6px} .meta{color:#555;font-size:13px}
 .scroll{overflow-x:auto} table.data{border-collapse:collapse;font-size:12px;margin:6px 0}
 table.data th,table.data td{border:1px solid #d0d0d0;padding:3px 6px;text-align:left;white-space:nowrap}
-table.data th{background:#eef2f7} table.data td.n{text-align:right;font-variant-numeric:tabular-nums}
+table.data th{background:#eef2f7} table.data th.group{text-align:center} table.data td.n{text-align:right;font-variant-numeric:tabular-nums}
 table.data tbody tr:nth-child(even){background:#f8f8f8}
 ul.notes{font-size:12px;color:#444;margin:4px 0 10px} img{max-width:100%;height:auto}
 figure{margin:10px 0} figcaption{font-size:12px;color:#444} .links{font-size:12px}

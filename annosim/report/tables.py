@@ -20,6 +20,10 @@ from annosim.report.sensitivity import Sensitivity, uses_gt
 from annosim.report.table1 import PAPER_METHODS
 
 DASH = "-"
+#: One (group, sub-column) pair per column of a display table; group "" = not grouped.
+Header = list[tuple[str, str]]
+#: Group title of the published columns in the Table-1 view's two-row header.
+PAPER_GROUP = "He et al. 2024, Table 1 (published)"
 #: Cells rendered right-aligned in HTML: numbers, intervals, pairs, NoC cells.
 _NUMERIC = re.compile(r"^(?=.*[0-9])[-+\[\]0-9.,/ ]+(\([0-9]+ not\))?$")
 
@@ -139,13 +143,30 @@ def table1_display(view: pd.DataFrame, order: list[tuple[str, str]] | None = Non
     return pd.DataFrame(list(rows.values()))
 
 
+def table1_header(display: pd.DataFrame) -> Header:
+    """Two-row header of a Table-1 display (:func:`table1_display`): each run model's ``n`` and
+    ``fg-only/full`` columns under the model, the published columns under :data:`PAPER_GROUP`."""
+    header: Header = []
+    for i, col in enumerate(display.columns):
+        col = str(col)
+        if i < 3:
+            header.append(("", col))
+        elif col.endswith(" (paper)"):
+            header.append((PAPER_GROUP, col[: -len(" (paper)")]))
+        else:
+            group, _, sub = col.rpartition(" ")
+            header.append((group, sub))
+    return header
+
+
 def table1_notes(view: pd.DataFrame) -> list[str]:
     """Footnotes of the Table-1 view (what the run columns hold, which protocol they used)."""
     groups = _run_groups(view, None)
     protos = sorted({_protocol_label(p, v) for _, p, v in groups})
     notes = ["This run: mean best-of-rounds Dice with background slices removed (fg-only) / whole volume "
              "(full), one column group per model (its 'mode' argument in parentheses); n: objects. "
-             "Columns marked (paper) are the published numbers of He et al. 2024, Table 1 ('-': not reported)."]
+             f"The published columns (marked (paper), or grouped under '{PAPER_GROUP}') are the numbers "
+             "of He et al. 2024, Table 1 ('-': not reported)."]
     if len(protos) == 1:
         notes.append(f"Protocol of this run's columns: {protos[0]}.")
     notes.append("Published SAM2 numbers come from the reference script (protocol variant he2024-vista); "
@@ -226,16 +247,42 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
-def to_latex(df: pd.DataFrame, caption: str = "", label: str = "", notes: list[str] | None = None) -> str:
-    """A ``table`` environment with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``)."""
+def _spans(header: Header) -> list[tuple[str, int, int]]:
+    """Runs of equal non-empty groups in a header: (group, first column, count)."""
+    spans: list[tuple[str, int, int]] = []
+    for i, (group, _) in enumerate(header):
+        if group and spans and spans[-1][0] == group and spans[-1][1] + spans[-1][2] == i:
+            spans[-1] = (group, spans[-1][1], spans[-1][2] + 1)
+        elif group:
+            spans.append((group, i, 1))
+    return spans
+
+
+def to_latex(df: pd.DataFrame, caption: str = "", label: str = "", notes: list[str] | None = None,
+             header: Header | None = None) -> str:
+    """A ``table`` environment with a booktabs ``tabular`` (needs ``\\usepackage{booktabs}``).
+
+    ``header``: one (group, sub-column) pair per column; groups become a first header row of
+    ``\\multicolumn`` cells with ``\\cmidrule`` under them, and sub-columns the second row.
+    """
     spec = "l" * min(2, len(df.columns)) + "r" * max(0, len(df.columns) - 2)
     out = [r"\begin{table}[ht]", r"\centering", r"\small"]
     if caption:
         out.append(r"\caption{" + latex_escape(caption) + "}")
     if label:
         out.append(r"\label{" + label + "}")
-    out += [r"\begin{tabular}{" + spec + "}", r"\toprule",
-            " & ".join(latex_escape(c) for c in df.columns) + r" \\", r"\midrule"]
+    out += [r"\begin{tabular}{" + spec + "}", r"\toprule"]
+    if header and any(g for g, _ in header):
+        top, rules, col = [], [], 0
+        for group, start, count in _spans(header):
+            top += [""] * (start - col) + [r"\multicolumn{%d}{c}{%s}" % (count, latex_escape(group))]
+            rules.append(r"\cmidrule(lr){%d-%d}" % (start + 1, start + count))
+            col = start + count
+        top += [""] * (len(header) - col)
+        out += [" & ".join(top) + r" \\", " ".join(rules),
+                " & ".join(latex_escape(sub) for _, sub in header) + r" \\", r"\midrule"]
+    else:
+        out += [" & ".join(latex_escape(c) for c in df.columns) + r" \\", r"\midrule"]
     for row in df.itertuples(index=False):
         out.append(" & ".join(latex_escape(v) for v in row) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
@@ -245,9 +292,28 @@ def to_latex(df: pd.DataFrame, caption: str = "", label: str = "", notes: list[s
     return "\n".join(out) + "\n"
 
 
-def to_html(df: pd.DataFrame, notes: list[str] | None = None) -> str:
-    """An HTML ``<table>`` (escaped cells) followed by the notes as a list."""
-    head = "".join(f"<th>{_html.escape(str(c))}</th>" for c in df.columns)
+def to_html(df: pd.DataFrame, notes: list[str] | None = None, header: Header | None = None) -> str:
+    """An HTML ``<table>`` (escaped cells) followed by the notes as a list.
+
+    ``header``: one (group, sub-column) pair per column; a group spans its columns in a first
+    header row, ungrouped columns span both rows.
+    """
+    esc = _html.escape
+    if header and any(g for g, _ in header):
+        spans = {start: (group, count) for group, start, count in _spans(header)}
+        top, i = [], 0
+        while i < len(header):
+            if i in spans:
+                group, count = spans[i]
+                top.append(f'<th colspan="{count}" class="group">{esc(group)}</th>')
+                i += count
+            else:
+                top.append(f'<th rowspan="2">{esc(header[i][1])}</th>')
+                i += 1
+        sub = "".join(f"<th>{esc(s)}</th>" for g, s in header if g)
+        head = "".join(top) + f"</tr><tr>{sub}"
+    else:
+        head = "".join(f"<th>{esc(str(c))}</th>" for c in df.columns)
     def td(v: object) -> str:
         text = str(v)
         cls = ' class="n"' if _NUMERIC.match(text) else ""
@@ -261,8 +327,9 @@ def to_html(df: pd.DataFrame, notes: list[str] | None = None) -> str:
 
 
 def write_table(raw: pd.DataFrame, display: pd.DataFrame, out_dir: Path, stem: str,
-                caption: str = "", notes: list[str] | None = None) -> dict[str, Path]:
-    """Write ``stem.csv`` (raw, full precision), ``stem.md`` and ``stem.tex`` (display).
+                caption: str = "", notes: list[str] | None = None, header: Header | None = None) -> dict[str, Path]:
+    """Write ``stem.csv`` (raw, full precision), ``stem.md`` and ``stem.tex`` (display; the
+    LaTeX with the two-row ``header`` when given, see :func:`to_latex`).
 
     Returns the paths by extension.
     """
@@ -272,5 +339,5 @@ def write_table(raw: pd.DataFrame, display: pd.DataFrame, out_dir: Path, stem: s
     raw.to_csv(paths["csv"], index=False, float_format=None)
     md = (f"**{caption}**\n\n" if caption else "") + to_markdown(display, notes)
     paths["md"].write_text(md, encoding="utf-8")
-    paths["tex"].write_text(to_latex(display, caption, f"tab:{stem}", notes), encoding="utf-8")
+    paths["tex"].write_text(to_latex(display, caption, f"tab:{stem}", notes, header), encoding="utf-8")
     return paths
