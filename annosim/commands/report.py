@@ -33,7 +33,8 @@ def report(run_dirs: tuple[str, ...], out: str, dataset_name: str | None, paper_
            n_boot: int, seed: int, qc: bool, qc_labels: str | None) -> None:
     """Tables, figures, Table-1 view and one HTML page from one or more results folders.
 
-    Writes summary.{csv,md,tex}, table1.{csv,md,tex}, objects.csv, curves.csv,
+    Writes summary.{csv,md,tex}, table1.{csv,md,tex} (one column group per model),
+    sensitivity.{csv,md,tex} (when a model ran several protocols), objects.csv, curves.csv,
     figures/*.{png,svg}, qc/*/*.png and report.html into --out.
     """
     from annosim.report.build import ReportConfig, build_report

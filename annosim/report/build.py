@@ -164,7 +164,7 @@ def _run_rows(runs: list[RunResults]) -> pd.DataFrame:
         rows.append({
             "Run": r.path.name,
             "Dataset": r.dataset,
-            "Model": model.pop("name", "?"),
+            "Model": r.model if model.pop("name", None) else "?",
             "Model parameters": json.dumps(model, sort_keys=True, default=str) if model else "-",
             "Protocol": ", ".join(protos) or ", ".join(sorted(r.rounds["protocol"].unique())),
             "Settings": ", ".join(m.get("settings") or sorted(r.rounds["setting"].unique())),

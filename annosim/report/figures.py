@@ -24,7 +24,8 @@ SETTING_TITLES = {"fg-only": "fg-only (background slices removed)", "full": "ful
 
 def slug(text: str) -> str:
     """A file-name-safe version of ``text`` (letters, digits, ``-``, ``_``, ``.``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip("-") or "x"
+    text = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text))
+    return re.sub(r"-*_-*", "_", text).strip("-") or "x"
 
 
 def _ordered_settings(settings: list[str]) -> list[str]:
