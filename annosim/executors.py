@@ -134,10 +134,9 @@ def worker_config(cfg: "RunConfig") -> "RunConfig":
 # ---------------------------------------------------------------------------------------------
 # the model side, in whatever process runs cases
 def _model_class(spec: str) -> Any:
-    from annosim.models import registry
+    from annosim.models.registry import model_class
 
-    builtin = registry.BUILTINS.get(spec)
-    return registry._import_target(builtin.target if builtin is not None else spec)
+    return model_class(spec)
 
 
 def accepts_device(cls: Any) -> bool:

@@ -353,18 +353,23 @@ def _is_int_text(text: object) -> bool:
     return True
 
 
+def _fmt(values, digits: int) -> str:
+    """``(1.5, 0.8, 0.8)``: plain floats rounded for messages (numpy 2 scalars print their type)."""
+    return "(" + ", ".join(f"{round(float(v), digits):g}" for v in values) + ")"
+
+
 def same_grid(a: Volume, b: Volume) -> str | None:
     """``None`` when two volumes share a grid (shape, spacing, direction, origin within tolerance), else why not."""
     if a.data.shape != b.data.shape:
         return f"shape {tuple(b.data.shape)} vs {tuple(a.data.shape)}"
     va, vb = voxel_sizes(a.affine), voxel_sizes(b.affine)
     if not np.allclose(vb, va, rtol=SPACING_RTOL, atol=0):
-        return f"spacing {tuple(np.round(vb, 4))} vs {tuple(np.round(va, 4))} mm"
+        return f"spacing {_fmt(vb, 4)} vs {_fmt(va, 4)} mm"
     da, db = a.affine[:3, :3] / va, b.affine[:3, :3] / vb
     if not np.allclose(da, db, atol=DIRECTION_ATOL, rtol=0):
         return "direction cosines differ"
     if np.max(np.abs(a.affine[:3, 3] - b.affine[:3, 3])) > ORIGIN_VOXEL_FRACTION * float(va.min()):
-        return f"origin {tuple(np.round(b.affine[:3, 3], 3))} vs {tuple(np.round(a.affine[:3, 3], 3))} mm"
+        return f"origin {_fmt(b.affine[:3, 3], 3)} vs {_fmt(a.affine[:3, 3], 3)} mm"
     return None
 
 

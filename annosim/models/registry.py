@@ -99,6 +99,12 @@ def _import_target(target: str) -> type:
     return obj
 
 
+def model_class(spec: str) -> type:
+    """The class behind a built-in name or a ``module:Class`` / ``file.py:Class`` spec."""
+    builtin = BUILTINS.get(spec)
+    return _import_target(builtin.target if builtin is not None else spec)
+
+
 def load_model(spec: str, args: dict[str, Any] | None = None) -> Any:
     """Instantiate the model named by ``spec`` with constructor keyword ``args``.
 
