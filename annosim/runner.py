@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from annosim.data.case import Case
-from annosim.errors import AnnosimError, InputError
+from annosim.errors import AnnosimError
 from annosim.metrics import round_metrics
 from annosim.protocols.base import Protocol, RoundOutcome
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -99,8 +100,12 @@ class Protocol:
     requires: tuple[str, ...] = ("add_clicks", "propagate")
 
     def describe(self) -> dict[str, Any]:
-        """Name and parameters, recorded in run.json."""
-        return {"name": self.name}
+        """Name and parameters (the dataclass in ``self.params``, if any), recorded in run.json."""
+        out: dict[str, Any] = {"name": self.name}
+        params = getattr(self, "params", None)
+        if dataclasses.is_dataclass(params) and not isinstance(params, type):
+            out["params"] = dataclasses.asdict(params)
+        return out
 
     def run_object(
         self,

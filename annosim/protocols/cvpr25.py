@@ -24,8 +24,8 @@ slice ``z_mid``. The slice API has only a 2D ``add_box``, so the box maps onto i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -83,9 +83,6 @@ class Cvpr25(Protocol):
 
     def __init__(self, params: Cvpr25Params | None = None) -> None:
         self.params = params or Cvpr25Params()
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "params": asdict(self.params)}
 
     def run_object(
         self,

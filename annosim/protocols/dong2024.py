@@ -18,8 +18,8 @@ Rules (truth restricted to the setting's frames):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -84,9 +84,6 @@ class Dong2024(Protocol):
     def __init__(self, params: Dong2024Params | None = None) -> None:
         self.params = params or Dong2024Params()
         self.requires = (_METHOD[self.params.prompt], "propagate")
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "params": asdict(self.params)}
 
     def run_object(
         self,

@@ -12,8 +12,8 @@ protocol.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -48,9 +48,6 @@ class Ma2024Box(Protocol):
 
     def __init__(self, params: Ma2024Params | None = None) -> None:
         self.params = params or Ma2024Params()
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "params": asdict(self.params)}
 
     def run_object(
         self,

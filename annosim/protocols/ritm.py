@@ -27,8 +27,8 @@ default target 0.90 both thresholds are reached, when at all, before the protoco
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -99,9 +99,6 @@ class RitmNoc(Protocol):
 
     def __init__(self, params: RitmParams | None = None) -> None:
         self.params = params or RitmParams()
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "params": asdict(self.params)}
 
     def run_object(
         self,

@@ -15,8 +15,8 @@ first_click`: the voxel of the largest 26-connected component nearest its centro
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -65,9 +65,6 @@ class Shen2024Points(Protocol):
             He2024Params(rounds=1, initial_clicks=p.clicks, erosion=p.erosion, center_rule=p.center_rule)
         )
 
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "params": asdict(self.params)}
-
     def run_object(
         self,
         model: SliceModel,
@@ -91,9 +88,6 @@ class Shen2024Mask(Protocol):
 
     def __init__(self, params: Shen2024MaskParams | None = None) -> None:
         self.params = params or Shen2024MaskParams()
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "params": asdict(self.params)}
 
     def run_object(
         self,

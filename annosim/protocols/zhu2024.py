@@ -18,8 +18,8 @@ Rules (truth restricted to the setting's frames; ``rng`` is the object's generat
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -75,9 +75,6 @@ class Zhu2024(Protocol):
     def __init__(self, params: Zhu2024Params | None = None) -> None:
         self.params = params or Zhu2024Params()
         self.requires = ("add_box" if self.params.prompt == "box" else "add_clicks", "propagate")
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "params": asdict(self.params)}
 
     def run_object(
         self,
