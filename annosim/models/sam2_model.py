@@ -90,16 +90,18 @@ class Sam2Options:
             )
         out: dict[str, Any] = {}
         for key, value in kwargs.items():
-            if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
-                value = None
-            if key == "image_size" and value is not None:
+            if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+                if key not in ("model_name", "cache_dtype", "window"):  # these have no "none"
+                    out[key] = None
+                continue
+            if key == "image_size":
                 try:
                     value = int(value)
                 except (TypeError, ValueError):
                     raise ConfigError(f"image_size must be an integer, got {value!r}") from None
-                if value < 64 or value % 16:
-                    raise ConfigError(f"image_size must be a multiple of 16 >= 64, got {value}")
-            elif key == "window" and value is not None:
+                if value < 64 or value % 32:
+                    raise ConfigError(f"image_size must be a multiple of 32 >= 64, got {value}")
+            elif key == "window":
                 parts = value.split(",") if isinstance(value, str) else list(value)
                 try:
                     lo, hi = (float(p) for p in parts)
@@ -112,10 +114,8 @@ class Sam2Options:
                 value = {"bf16": "bfloat16"}.get(str(value), str(value))
                 if value not in ("native", "bfloat16"):
                     raise ConfigError(f"cache_dtype must be 'native' or 'bfloat16', got {value!r}")
-            elif value is not None:
+            else:
                 value = str(value)
-            if value is None and key in ("model_name", "cache_dtype", "window"):
-                continue
             out[key] = value
         return cls(**out)
 
