@@ -199,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmpdir = Path(tmp)
-        ckpt = Path(args.checkpoint) if args.checkpoint else random_checkpoint(config, args.image_size, tmpdir)
+        if args.checkpoint:
+            ckpt = Path(args.checkpoint)
+        else:
+            ckpt = random_checkpoint(config, args.image_size, tmpdir)
         weights = args.checkpoint or "random weights (seed 0)"
         print(
             f"case {case.case_id} {case.image.shape[0]}x{case.image.shape[1]}x{case.image.shape[2]} "
@@ -260,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                 with _autocast(cuda):
                     if folders[key] not in states:  # one init_state per video, as the reference
                         states[folders[key]] = plain.predictor.init_state(video_path=folders[key])
-                    preds = plain.run_object(states[folders[key]], frames, case.image.shape, outcomes, vista)
+                    state = states[folders[key]]
+                    preds = plain.run_object(state, frames, case.image.shape, outcomes, vista)
                 _sync(cuda)
                 t_plain += time.perf_counter() - t0
                 identical += sum(np.array_equal(p, o.prediction) for p, o in zip(preds, outcomes))
@@ -275,7 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"plain loop (official, no cache): {t_plain:9.2f} s   encoder calls {plain.encoder_calls}")
     print(f"annosim (feature cache):         {t_annosim:9.2f} s   encoder calls {annosim_calls}"
           f"   (model_seconds {model_seconds:.2f})")
-    print(f"speed-up: {t_plain / t_annosim:.2f}x   seconds per case: plain {t_plain:.2f}, annosim {t_annosim:.2f}")
+    print(f"speed-up: {t_plain / t_annosim:.2f}x   "
+          f"seconds per case: plain {t_plain:.2f}, annosim {t_annosim:.2f}")
     if cuda:
         gib = 1024 ** 3
         print(f"peak GPU memory: plain {plain_peak / gib:.2f} GiB, annosim {annosim_peak / gib:.2f} GiB"

@@ -80,7 +80,10 @@ def load_cropped(dataset, orientation: str):
     case = dataset.cases[0].load(orientation=orientation)
     z0, z1 = Z_CROP
     return dataclasses.replace(
-        case, case_id=f"{case.case_id}-z{z0}-{z1}", image=case.image[z0:z1].copy(), label=case.label[z0:z1].copy()
+        case,
+        case_id=f"{case.case_id}-z{z0}-{z1}",
+        image=case.image[z0:z1].copy(),
+        label=case.label[z0:z1].copy(),
     )
 
 
@@ -205,7 +208,9 @@ def test_rounds_bitwise_equal_to_official_plain_loop(
 
 
 # -- frames, clicks, replace ---------------------------------------------------------------------
-def test_noncontiguous_frames_accumulate_and_replace(model: SAM2Model, official, dataset, tmp_path: Path) -> None:
+def test_noncontiguous_frames_accumulate_and_replace(
+    model: SAM2Model, official, dataset, tmp_path: Path
+) -> None:
     """A video of non-contiguous slices; replace=False accumulates, replace=True replaces."""
     case = dataset.cases[0].load(orientation="canonical")
     frames = np.array([3, 4, 7, 8, 12, 13])
@@ -242,7 +247,9 @@ def test_noncontiguous_frames_accumulate_and_replace(model: SAM2Model, official,
         assert np.array_equal(run_official(official, state, frames, case.image.shape), v2)
 
 
-def test_box_and_mask_prompts_match_official(model: SAM2Model, official, dataset, tmp_path: Path) -> None:
+def test_box_and_mask_prompts_match_official(
+    model: SAM2Model, official, dataset, tmp_path: Path
+) -> None:
     case = dataset.cases[0].load(orientation="canonical")
     model.set_volume(case.image, case.spacing)
     model.configure_protocol(frame_codec="raw")
@@ -280,10 +287,26 @@ def test_describe_names_weights_and_settings(model: SAM2Model, checkpoint: Path)
     assert d["peak_memory_bytes"] is None  # CPU: no accelerator memory
 
 
+def test_protocol_hints_and_bad_volumes(model: SAM2Model) -> None:
+    model.configure_protocol(frame_codec="jpeg", something_else=1)  # unknown hints are ignored
+    assert model.frame_codec == "jpeg" and model.describe()["frame_codec"] == "jpeg"
+    model.configure_protocol(frame_codec="raw")
+    assert model.frame_codec == "raw"
+    with pytest.raises(ConfigError, match="frame_codec must be one of"):
+        model.configure_protocol(frame_codec="png")
+    vol = np.zeros((2, 8, 8), np.float32)
+    vol[1, 2, 3] = np.nan
+    with pytest.raises(InputError, match="non-finite"):
+        model.set_volume(vol, (1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="Z, Y, X"):
+        model.set_volume(np.zeros((8, 8), np.float32), (1.0, 1.0, 1.0))
+
+
 def test_options_from_strings() -> None:
     o = Sam2Options.parse(model_name="sam2-hiera-small", image_size="512", window="-160,240",
-                          device="cpu", cache_device="none", cache_dtype="bf16")
-    assert (o.image_size, o.window, o.cache_device, o.cache_dtype) == (512, (-160.0, 240.0), None, "bfloat16")
+                          device="cpu", cache_device="none", cache_dtype="bf16", config=None)
+    assert (o.image_size, o.window) == (512, (-160.0, 240.0))
+    assert (o.cache_device, o.cache_dtype, o.config) == (None, "bfloat16", None)
     with pytest.raises(ConfigError, match="unknown SAM2 model argument"):
         Sam2Options.parse(imagesize="256")
     with pytest.raises(ConfigError, match="window"):

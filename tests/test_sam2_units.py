@@ -40,7 +40,9 @@ def test_hu_to_uint8_matches_monai_scaling_on_real_ct(shared_data: Path) -> None
 def _sam2_folder_frames(folder: Path, size: int) -> torch.Tensor:
     from sam2.utils.misc import load_video_frames
 
-    images, _, _ = load_video_frames(str(folder), size, offload_video_to_cpu=True, compute_device=torch.device("cpu"))
+    images, _, _ = load_video_frames(
+        str(folder), size, offload_video_to_cpu=True, compute_device=torch.device("cpu")
+    )
     return images
 
 
@@ -76,7 +78,8 @@ def test_jpeg_frames_equal_sam2_reading_reference_jpegs(gray_slices: np.ndarray,
     got = torch.stack([frames.tensor(z) for z in range(3)])
     assert torch.equal(got, want)
     # ... and the round trip is lossy, so the codec matters.
-    assert not torch.equal(got, torch.stack([SliceFrames(gray_slices, 256, "raw").tensor(z) for z in range(3)]))
+    raw = SliceFrames(gray_slices, 256, "raw")
+    assert not torch.equal(got, torch.stack([raw.tensor(z) for z in range(3)]))
 
 
 def test_jpeg_round_trip_is_lossy_but_close(gray_slices: np.ndarray) -> None:
@@ -105,7 +108,10 @@ def _fake_encoder(log: list[int]):
     def encode(z: int):
         log.append(z)
         return {
-            "backbone_fpn": [torch.full((1, 2, 8, 8), float(z)), torch.full((1, 4, 4, 4), float(z) + 0.5)],
+            "backbone_fpn": [
+                torch.full((1, 2, 8, 8), float(z)),
+                torch.full((1, 4, 4, 4), float(z) + 0.5),
+            ],
             "vision_pos_enc": [p.clone() for p in pos],
             "vision_features": torch.zeros(1),
         }

@@ -90,7 +90,9 @@ class Sam2Options:
             )
         out: dict[str, Any] = {}
         for key, value in kwargs.items():
-            if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+            if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
+                value = None
+            if value is None:
                 if key not in ("model_name", "cache_dtype", "window"):  # these have no "none"
                     out[key] = None
                 continue
