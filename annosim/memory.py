@@ -108,14 +108,10 @@ def _device_name(model: Any) -> str:
 
 
 def model_bytes(model: Any, shape: tuple[int, int, int]) -> int:
-    """The model part: its ``estimate_memory(shape)``, the SAM2 formula, or the default."""
+    """The model part: its ``estimate_memory(shape)``, or the default."""
     own = getattr(model, "estimate_memory", None)
     if callable(own):
         return int(own(tuple(int(s) for s in shape)))  # a failing plugin method is reported as a model error
-    image_size = getattr(model, "image_size", None)
-    if isinstance(image_size, int) and hasattr(model, "cache_bytes"):  # SAM2 adapter without its own method
-        itemsize = 2 if "bfloat16" in str(getattr(model, "cache_dtype", "")) else 4
-        return sam2_case_bytes(shape[0], image_size, itemsize)
     return default_model_bytes(shape)
 
 

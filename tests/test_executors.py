@@ -310,16 +310,20 @@ def test_estimate_parts_by_hand():
     assert default_model_bytes((10, 20, 30)) == 2 * 4 * n
 
 
-def test_sam2_adapter_without_method_uses_the_formula():
-    class FakeSam2:  # what the SAM2 adapter exposes, without estimate_memory
+def test_sam2_adapter_estimates_with_the_formula():
+    from annosim.models.sam2_model import SAM2Model
+
+    class FakeSam2:  # the attributes SAM2Model.estimate_memory reads, and its device
         image_size = 512
-        cache_bytes = 0
         cache_dtype = None
         cache_device = "cuda:1"
+        estimate_memory = SAM2Model.estimate_memory
 
     est = estimate_case((40, 100, 100), FakeSam2())
     assert est.model == sam2_case_bytes(40, 512, 4) and est.model_device == "cuda:1" and est.on_accelerator
     assert est.host == est.total - est.model
+    FakeSam2.cache_dtype = "bfloat16"
+    assert estimate_case((40, 100, 100), FakeSam2()).model == sam2_case_bytes(40, 512, 2)
 
 
 def test_meminfo_parsing(tmp_path):

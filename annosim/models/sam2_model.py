@@ -265,6 +265,13 @@ class SAM2Model(SliceModelBase):
         """Bytes held by the feature cache of the current case."""
         return 0 if self._cache is None else self._cache.nbytes
 
+    def estimate_memory(self, shape: tuple[int, int, int]) -> int:
+        """Bytes this model holds for a case of ``shape`` (Z, Y, X): feature cache, positional
+        encodings and tracking state (:func:`annosim.memory.sam2_case_bytes`)."""
+        from annosim.memory import sam2_case_bytes
+
+        return sam2_case_bytes(shape[0], self.image_size, 2 if self.cache_dtype is not None else 4)
+
     def describe(self) -> dict[str, Any]:
         opts = asdict(self.options)
         return {
