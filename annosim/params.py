@@ -24,6 +24,18 @@ def parse_key_values(items: typing.Iterable[str], what: str = "argument") -> dic
     return out
 
 
+def as_bool(value: bool | str) -> bool:
+    """``True``/``False`` from a bool or a string such as ``"yes"``/``"0"`` (ConfigError else)."""
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ConfigError(f"expected a boolean, got {value!r}")
+    return bool(value)
+
+
 def convert(value: Any, annotation: Any) -> Any:
     """Convert a string ``value`` to ``annotation`` (int, float, bool, str, optional of those)."""
     if not isinstance(value, str):

@@ -94,12 +94,8 @@ def write_checkpoint_folder(folder: Path, weights: dict | None = None) -> Path:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core runner, small 3D convolutions are ~10x faster so."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread):
+    """Small 3D convolutions run ~10x faster on one thread on a shared 2-core runner."""
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from annosim.errors import ConfigError, InputError
+from annosim.params import as_bool
 from annosim.models.base import SliceModelBase
 
 def _import_session_class() -> type:
@@ -128,7 +129,7 @@ class NNInteractiveModel(SliceModelBase):
         self.checkpoint = Path(checkpoint).expanduser()
         if not self.checkpoint.is_dir():
             raise InputError(self.checkpoint, "nnInteractive checkpoint folder not found")
-        self.verbose = _as_bool(verbose)
+        self.verbose = as_bool(verbose)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         ckpt_file = find_checkpoint_file(self.checkpoint, fold)
         check_weights_only(ckpt_file)
@@ -138,7 +139,7 @@ class NNInteractiveModel(SliceModelBase):
                 use_torch_compile=False,
                 verbose=self.verbose,
                 torch_n_threads=torch.get_num_threads(),  # the session sets this process-wide
-                do_autozoom=_as_bool(autozoom),
+                do_autozoom=as_bool(autozoom),
             )
             try:
                 self.session.initialize_from_trained_model_folder(
@@ -263,16 +264,6 @@ class NNInteractiveModel(SliceModelBase):
         outside[self.frames] = False
         mask[outside] = False
         return mask
-
-
-def _as_bool(value: bool | str) -> bool:
-    if isinstance(value, str):
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"expected a boolean, got {value!r}")
-    return bool(value)
 
 
 __all__ = ["NNInteractiveModel", "check_weights_only", "find_checkpoint_file"]

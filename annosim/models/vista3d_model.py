@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from annosim.errors import ConfigError, InputError
+from annosim.params import as_bool
 from annosim.models.base import SliceModelBase
 from annosim.models.native3d_grid import RASGrid
 
@@ -142,16 +143,6 @@ def _patch_size(value: int | str | tuple[int, ...] | list[int]) -> tuple[int, in
     if len(vals) != 3 or any(v < 16 or v % 16 for v in vals):
         raise ConfigError(f"patch_size must be 1 or 3 multiples of 16, got {value!r}")
     return (vals[0], vals[1], vals[2])
-
-
-def _as_bool(value: bool | str) -> bool:
-    if isinstance(value, str):
-        if value.lower() in ("1", "true", "yes", "on"):
-            return True
-        if value.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"expected a boolean, got {value!r}")
-    return bool(value)
 
 
 def default_cache_dir() -> Path:
@@ -283,7 +274,7 @@ class VISTA3DModel(SliceModelBase):
         if not 0.0 <= self.overlap < 1.0:
             raise ConfigError(f"overlap must be in [0, 1), got {self.overlap}")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.amp = _as_bool(amp) and self.device.type == "cuda"
+        self.amp = as_bool(amp) and self.device.type == "cuda"
         self.checkpoint = Path(checkpoint).expanduser() if checkpoint else download_bundle_weights()
         self.network = load_vista3d(self.checkpoint, self.device)
         self.grid: RASGrid | None = None
