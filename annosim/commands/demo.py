@@ -15,8 +15,11 @@ import click
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def demo(ctx: click.Context, out: str, model: str, protocol: str, quiet: bool) -> None:
-    """Run the He et al. 2024 protocol with the classical model on the chest CT that ships with
-    the slicerio package (both settings), write a results folder and an HTML report."""
+    """Run he2024 with the classical model on a built-in chest CT (CPU, no weights).
+
+    The chest CT ships with the slicerio package; both settings run, and a results folder with
+    an HTML report is written.
+    """
     from annosim.demo_data import demo_spec
     from annosim.execute import RunConfig, run_benchmark
 
