@@ -4,7 +4,6 @@ resumable results folder (DESIGN sections 1, 4, 6)."""
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -13,7 +12,7 @@ import numpy as np
 from annosim.data.case import Case
 from annosim.errors import AnnosimError
 from annosim.metrics import round_metrics
-from annosim.protocols.base import Protocol, RoundOutcome
+from annosim.protocols.base import Protocol, RoundOutcome, begin_object, propagate_in_frames
 
 SETTINGS: tuple[str, ...] = ("full", "fg-only")
 
@@ -86,14 +85,9 @@ class PromptFree(Protocol):
         self.name = wrapped.name
 
     def run_object(self, model, gt, frames, rng):  # type: ignore[override]
-        t0 = time.perf_counter()
-        model.start_object(frames)
-        pred = np.asarray(model.propagate(), dtype=bool)
-        if frames is not None:
-            keep = np.zeros(pred.shape[0], dtype=bool)
-            keep[frames] = True
-            pred = pred & keep[:, None, None]
-        yield RoundOutcome(1, pred, [], 0, 0, time.perf_counter() - t0)
+        call, fm, _ = begin_object(model, gt, frames)
+        pred = propagate_in_frames(call, fm)
+        yield RoundOutcome(1, pred, [], 0, 0, call.lap())
 
 
 def run_unit(

@@ -86,6 +86,35 @@ class ModelTimer:
         return s
 
 
+def frame_mask(n_slices: int, frames: np.ndarray | None) -> np.ndarray:
+    """bool ``(Z,)``: True on the setting's frames (all slices when ``frames`` is None)."""
+    out = np.zeros(int(n_slices), dtype=bool)
+    out[np.arange(n_slices) if frames is None else np.asarray(frames, dtype=np.int64)] = True
+    return out
+
+
+def begin_object(
+    model: SliceModel, gt: np.ndarray, frames: np.ndarray | None
+) -> tuple[ModelTimer, np.ndarray, np.ndarray]:
+    """Start one object: ``model.start_object(frames)`` through a timer.
+
+    Returns ``(call, fm, g)``: the timed model, the frame mask bool ``(Z,)`` and the truth
+    restricted to the frames, bool ``(Z, Y, X)``.
+    """
+    fm = frame_mask(gt.shape[0], frames)
+    g = np.asarray(gt, dtype=bool) & fm[:, None, None]
+    call = ModelTimer(model)
+    call("start_object", frames)
+    return call, fm, g
+
+
+def propagate_in_frames(call: ModelTimer, fm: np.ndarray) -> np.ndarray:
+    """``model.propagate()`` as bool ``(Z, Y, X)``, slices outside the bool ``(Z,)`` ``fm``
+    forced empty (the contract says they are; this enforces it)."""
+    pred = np.asarray(call("propagate"), dtype=bool)
+    return pred if fm.all() else pred & fm[:, None, None]
+
+
 class Protocol:
     """A simulated annotator. Subclasses set :attr:`name` and implement :meth:`run_object`.
 

@@ -30,14 +30,19 @@ from typing import Iterator
 import numpy as np
 
 from annosim.models.base import SliceModel
-from annosim.protocols.base import ModelTimer, Prompt, Protocol, RoundOutcome
+from annosim.protocols.base import (
+    ModelTimer,
+    Prompt,
+    Protocol,
+    RoundOutcome,
+    frame_mask,
+    propagate_in_frames,
+)
 from annosim.protocols.clicks import largest_component
 from annosim.protocols.prompts import (
     bounding_box,
     deepest_point,
-    frame_mask,
     middle_slice,
-    propagate_in_frames,
     z_extent,
 )
 

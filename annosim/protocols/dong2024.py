@@ -24,14 +24,18 @@ from typing import Iterator
 import numpy as np
 
 from annosim.models.base import SliceModel
-from annosim.protocols.base import ModelTimer, Prompt, Protocol, RoundOutcome
+from annosim.protocols.base import (
+    Prompt,
+    Protocol,
+    RoundOutcome,
+    begin_object,
+    propagate_in_frames,
+)
 from annosim.protocols.prompts import (
     bounding_box,
     deepest_point,
     foreground_slices,
-    frame_mask,
     largest_component_2d,
-    propagate_in_frames,
     quantile_slices,
 )
 
@@ -93,10 +97,7 @@ class Dong2024(Protocol):
         rng: np.random.Generator,
     ) -> Iterator[RoundOutcome]:
         p = self.params
-        fm = frame_mask(gt.shape[0], frames)
-        g = np.asarray(gt, dtype=bool) & fm[:, None, None]
-        call = ModelTimer(model)
-        call("start_object", frames)
+        call, fm, g = begin_object(model, gt, frames)
         zs = dong_slices(g, p.slices)
         prompts: list[Prompt] = []
         for z in zs:

@@ -17,7 +17,13 @@ import numpy as np
 
 from annosim.metrics import dice_per_slice
 from annosim.models.base import SliceModel
-from annosim.protocols.base import ModelTimer, Prompt, Protocol, RoundOutcome
+from annosim.protocols.base import (
+    Prompt,
+    Protocol,
+    RoundOutcome,
+    begin_object,
+    propagate_in_frames,
+)
 from annosim.protocols.clicks import (
     CENTER_RULES,
     eroded_errors,
@@ -119,13 +125,10 @@ class He2024(Protocol):
     ) -> Iterator[RoundOutcome]:
         p = self.params
         gt = np.asarray(gt, dtype=bool)
-        frame_mask = np.zeros(gt.shape[0], dtype=bool)
-        frame_mask[np.arange(gt.shape[0]) if frames is None else frames] = True
-        call = ModelTimer(model)
-        call("start_object", frames)
+        call, fm, g = begin_object(model, gt, frames)
 
         # Rule 1: first click at the centre of the largest component.
-        z0, y0, x0 = first_click(gt & frame_mask[:, None, None])
+        z0, y0, x0 = first_click(g)
         points: list[tuple[int, int]] = [(y0, x0)]
         labels: list[int] = [1]
         prompts = [Prompt("point", z0, y0, x0, True)]
@@ -157,18 +160,18 @@ class He2024(Protocol):
             n_sent += 1
 
         # Rule 3: propagate -> round 1.
-        pred = self._propagate(call, frame_mask)
+        pred = propagate_in_frames(call, fm)
         annotated = {z0}
         clicks = n_sent
         yield RoundOutcome(1, pred, prompts, len(annotated), clicks, call.lap())
 
         # Rule 4: corrective rounds on the worst slice.
-        gt_fg = gt.any(axis=(1, 2)) & frame_mask
+        gt_fg = gt.any(axis=(1, 2)) & fm
         for rnd in range(2, p.rounds + 1):
             dice, errors = dice_per_slice(pred, gt)
             candidates = gt_fg.copy()
             if p.select_from == "all":
-                candidates |= pred.any(axis=(1, 2)) & frame_mask
+                candidates |= pred.any(axis=(1, 2)) & fm
             zs = worst_slice(dice, errors, candidates)
             if zs is None:
                 return
@@ -178,7 +181,7 @@ class He2024(Protocol):
             pts = np.array([(y, x) for y, x, _ in new])
             lbs = np.array([lab for _, _, lab in new])
             call("add_clicks", zs, pts, lbs, replace=p.replace_in_rounds)
-            pred = self._propagate(call, frame_mask)
+            pred = propagate_in_frames(call, fm)
             annotated.add(zs)
             clicks += len(new)
             round_prompts = [Prompt("point", zs, y, x, bool(lab)) for y, x, lab in new]
@@ -205,10 +208,3 @@ class He2024(Protocol):
             out.append((int(y), int(x), lab))
         return out[: p.clicks_per_round]
 
-    @staticmethod
-    def _propagate(call: ModelTimer, frame_mask: np.ndarray) -> np.ndarray:
-        pred = np.asarray(call("propagate"), dtype=bool)
-        if frame_mask.all():
-            return pred
-        # Slices outside the object's video are empty by contract; enforce it.
-        return pred & frame_mask[:, None, None]

@@ -18,8 +18,14 @@ from typing import Iterator
 import numpy as np
 
 from annosim.models.base import SliceModel
-from annosim.protocols.base import ModelTimer, Prompt, Protocol, RoundOutcome
-from annosim.protocols.prompts import bounding_box, frame_mask, middle_slice, propagate_in_frames
+from annosim.protocols.base import (
+    Prompt,
+    Protocol,
+    RoundOutcome,
+    begin_object,
+    propagate_in_frames,
+)
+from annosim.protocols.prompts import bounding_box, middle_slice
 
 
 @dataclass(frozen=True)
@@ -56,10 +62,7 @@ class Ma2024Box(Protocol):
         frames: np.ndarray | None,
         rng: np.random.Generator,
     ) -> Iterator[RoundOutcome]:
-        fm = frame_mask(gt.shape[0], frames)
-        g = np.asarray(gt, dtype=bool) & fm[:, None, None]
-        call = ModelTimer(model)
-        call("start_object", frames)
+        call, fm, g = begin_object(model, gt, frames)
         z = middle_slice(g)
         box = bounding_box(g[z], self.params.margin)
         call("add_box", z, box)

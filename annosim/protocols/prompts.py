@@ -10,17 +10,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from annosim.protocols.base import ModelTimer
 
 #: 8-connectivity on a slice (the 2D analogue of the 26-connectivity of the first click).
 _CONN8 = np.ones((3, 3), dtype=bool)
-
-
-def frame_mask(n_slices: int, frames: np.ndarray | None) -> np.ndarray:
-    """bool ``(Z,)``: True on the setting's frames (all slices when ``frames`` is None)."""
-    out = np.zeros(int(n_slices), dtype=bool)
-    out[np.arange(n_slices) if frames is None else np.asarray(frames, dtype=np.int64)] = True
-    return out
 
 
 def foreground_slices(mask: np.ndarray) -> np.ndarray:
@@ -121,8 +113,3 @@ def deepest_point(mask: np.ndarray) -> tuple[int, ...] | None:
         return None
     return tuple(int(v) for v in np.unravel_index(int(np.argmax(d)), d.shape))
 
-
-def propagate_in_frames(call: ModelTimer, frames: np.ndarray) -> np.ndarray:
-    """``model.propagate()`` with slices outside the bool ``(Z,)`` ``frames`` forced empty."""
-    pred = np.asarray(call("propagate"), dtype=bool)
-    return pred & frames[:, None, None]

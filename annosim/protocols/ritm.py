@@ -34,9 +34,15 @@ import numpy as np
 
 from annosim.metrics import dice, dice_per_slice
 from annosim.models.base import SliceModel
-from annosim.protocols.base import ModelTimer, Prompt, Protocol, RoundOutcome
+from annosim.protocols.base import (
+    Prompt,
+    Protocol,
+    RoundOutcome,
+    begin_object,
+    propagate_in_frames,
+)
 from annosim.protocols.clicks import worst_slice
-from annosim.protocols.prompts import depth_map, frame_mask, propagate_in_frames
+from annosim.protocols.prompts import depth_map
 
 
 @dataclass(frozen=True)
@@ -108,11 +114,8 @@ class RitmNoc(Protocol):
         rng: np.random.Generator,
     ) -> Iterator[RoundOutcome]:
         p = self.params
-        fm = frame_mask(gt.shape[0], frames)
-        g = np.asarray(gt, dtype=bool) & fm[:, None, None]
+        call, fm, g = begin_object(model, gt, frames)
         g_fg = g.any(axis=(1, 2))
-        call = ModelTimer(model)
-        call("start_object", frames)
         pred = np.zeros(g.shape, dtype=bool)
         clicked: dict[int, np.ndarray] = {}
         for k in range(1, p.max_clicks + 1):

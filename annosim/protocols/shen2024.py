@@ -21,10 +21,15 @@ from typing import Iterator
 import numpy as np
 
 from annosim.models.base import SliceModel
-from annosim.protocols.base import ModelTimer, Prompt, Protocol, RoundOutcome
+from annosim.protocols.base import (
+    Prompt,
+    Protocol,
+    RoundOutcome,
+    begin_object,
+    propagate_in_frames,
+)
 from annosim.protocols.clicks import CENTER_RULES, first_click
 from annosim.protocols.he2024 import He2024, He2024Params
-from annosim.protocols.prompts import frame_mask, propagate_in_frames
 
 
 @dataclass(frozen=True)
@@ -96,10 +101,7 @@ class Shen2024Mask(Protocol):
         frames: np.ndarray | None,
         rng: np.random.Generator,
     ) -> Iterator[RoundOutcome]:
-        fm = frame_mask(gt.shape[0], frames)
-        g = np.asarray(gt, dtype=bool) & fm[:, None, None]
-        call = ModelTimer(model)
-        call("start_object", frames)
+        call, fm, g = begin_object(model, gt, frames)
         z = first_click(g)[0]
         call("add_mask", z, g[z].copy())
         pred = propagate_in_frames(call, fm)

@@ -24,13 +24,17 @@ from typing import Iterator
 import numpy as np
 
 from annosim.models.base import SliceModel
-from annosim.protocols.base import ModelTimer, Prompt, Protocol, RoundOutcome
+from annosim.protocols.base import (
+    Prompt,
+    Protocol,
+    RoundOutcome,
+    begin_object,
+    propagate_in_frames,
+)
 from annosim.protocols.prompts import (
     bounding_box,
     foreground_slices,
-    frame_mask,
     middle_slice,
-    propagate_in_frames,
 )
 
 PROMPT_KINDS = ("box", "point")
@@ -84,10 +88,7 @@ class Zhu2024(Protocol):
         rng: np.random.Generator,
     ) -> Iterator[RoundOutcome]:
         p = self.params
-        fm = frame_mask(gt.shape[0], frames)
-        g = np.asarray(gt, dtype=bool) & fm[:, None, None]
-        call = ModelTimer(model)
-        call("start_object", frames)
+        call, fm, g = begin_object(model, gt, frames)
         zs = zhu_slices(g, p.probability, rng)
         prompts: list[Prompt] = []
         for z in zs:
