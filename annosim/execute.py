@@ -8,10 +8,7 @@ results folder does not hold yet, writes each unit as soon as it is done, record
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import os
-import platform
-import socket
 import stat
 import sys
 from collections import defaultdict
@@ -21,7 +18,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from annosim import __version__
 from annosim.data.case import Case
 from annosim.data.layouts import CaseRef, open_dataset
 from annosim.errors import AnnosimError, ConfigError, InputError
@@ -30,7 +26,7 @@ from annosim.models.base import SliceModelBase
 from annosim.models.registry import model_identity, model_info
 from annosim.protocols.base import Protocol, RoundOutcome
 from annosim.protocols.registry import get_protocol
-from annosim.results import ResultsFolder, UnitKey, read_rounds
+from annosim.results import ResultsFolder, UnitKey, provenance, read_rounds
 from annosim.runner import SETTINGS, UnitResult, iter_case_units, resolve_labels
 
 ORIENTATIONS = ("canonical", "as-stored")
@@ -146,23 +142,7 @@ def run_meta(model: Any) -> dict[str, Any]:
 
     ``model``: the model itself, or its description (a dict) when workers hold the model.
     """
-    versions = {"annosim": __version__, "python": platform.python_version(), "numpy": np.__version__}
-    for mod in ("torch", "sam2", "monai", "SimpleITK", "nibabel"):
-        m = sys.modules.get(mod)
-        if m is None:
-            try:
-                m = __import__(mod)
-            except Exception:
-                versions[mod] = None
-                continue
-        versions[mod] = getattr(m, "__version__", None) or getattr(m, "Version", lambda: None)()
-    return {
-        "annosim_version": __version__,
-        "versions": versions,
-        "model_info": dict(model) if isinstance(model, dict) else model_info(model),
-        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "host": socket.gethostname(),
-    }
+    return {**provenance(), "model_info": dict(model) if isinstance(model, dict) else model_info(model)}
 
 
 def save_unit_predictions(out: Path, unit: UnitResult, predictions: list[np.ndarray]) -> None:

@@ -293,6 +293,33 @@ class ResultsFolder:
         self.close()
 
 
+def provenance() -> dict[str, Any]:
+    """The informational part of run.json every writer shares: annosim and library versions,
+    start time (UTC) and host."""
+    import datetime as _dt
+    import importlib
+    import platform
+    import socket
+    import sys
+
+    from annosim import __version__
+
+    versions: dict[str, Any] = {"annosim": __version__, "python": platform.python_version()}
+    for mod in ("numpy", "scipy", "torch", "sam2", "monai", "SimpleITK", "nibabel"):
+        try:
+            m = sys.modules.get(mod) or importlib.import_module(mod)
+        except Exception:
+            versions[mod] = None
+            continue
+        versions[mod] = getattr(m, "__version__", None) or getattr(m, "Version", lambda: None)()
+    return {
+        "annosim_version": __version__,
+        "versions": versions,
+        "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "host": socket.gethostname(),
+    }
+
+
 def read_rounds(path: str | Path) -> list[dict[str, str]]:
     """Rows of ``rounds.csv`` in a results folder (strings, as written)."""
     with open(Path(path) / ROUNDS_CSV, newline="") as fh:

@@ -12,25 +12,22 @@ cleared elsewhere, as an interactive run's video would be), so ``fp_slices`` is 
 from __future__ import annotations
 
 import json
-import platform
-import socket
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from annosim import __version__
 from annosim.errors import ConfigError, InputError
 from annosim.metrics import round_metrics
+from annosim.results import provenance
+from annosim.runner import SETTINGS
 
 #: Protocol name of scored automatic segmentations.
 PROTOCOL = "automatic"
 #: File endings searched for ``<case><ending>`` in the prediction folder, in this order.
 PRED_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".mha", ".mhd")
-SETTINGS = ("full", "fg-only")
 
 
 @dataclass
@@ -84,13 +81,6 @@ def parse_label_map(text: str | None) -> dict[int, int]:
         except ValueError:
             raise ConfigError(f"--label-map item {item!r}: expected DATASET_VALUE=PRED_VALUE") from None
     return out
-
-
-def _versions() -> dict[str, str]:
-    import scipy
-
-    return {"annosim": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "scipy": scipy.__version__}
 
 
 def score_case(case: Any, pred: np.ndarray, labels: Sequence[int], settings: Sequence[str] = SETTINGS,
@@ -159,9 +149,7 @@ def score_predictions(pred_dir: str | Path, data_spec: str, out: str | Path, *, 
         "surface_metrics": bool(surface),
         "orientation": orientation,
     }
-    meta = {"annosim_version": __version__, "command": "score", "versions": _versions(),
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "host": socket.gethostname(),
-            "argv": sys.argv[1:]}
+    meta = {**provenance(), "command": "score", "argv": sys.argv[1:]}
     summary = ScoreSummary(Path(out))
     with ResultsFolder(out).open(config, meta) as store:
         for ref in dataset.cases:
