@@ -10,7 +10,6 @@ Rows of a parallel run are compared with the sequential ones sorted, timing colu
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -36,10 +35,10 @@ from annosim.memory import (
     refusal,
     sam2_case_bytes,
 )
-from annosim.results import TIMING_COLUMNS, read_jsonl
+from annosim.results import read_jsonl
+from results_helpers import PLUGIN, manifest_run_args, rows_without_timing
 
 TESTS = Path(__file__).resolve().parent
-PLUGIN = f"{TESTS / 'plugin_models.py'}:ThresholdGrow"
 
 PLUGIN_EXTRA = f'''
 import os, sys, time
@@ -112,19 +111,6 @@ def build_manifest(shared_data: Path, root: Path) -> Path:
     return path
 
 
-def run_args(manifest: Path, out: Path, *extra: str, model: str = PLUGIN) -> list[str]:
-    return ["run", "--data", str(manifest), "--data-root", "/", "--model", model, "--settings", "fg-only",
-            "--out", str(out), "--quiet", *extra]
-
-
-def sorted_rows(out: Path) -> list[list[str]]:
-    with open(out / "rounds.csv", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader)
-        keep = [i for i, c in enumerate(header) if c not in TIMING_COLUMNS]
-        return sorted([r[i] for i in keep] for r in reader)
-
-
 def sorted_prompts(out: Path) -> list[str]:
     return sorted((out / "prompts.jsonl").read_text().splitlines())
 
@@ -137,7 +123,7 @@ def manifest(shared_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def sequential(manifest, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("seq") / "run"
-    assert main(run_args(manifest, out)) == 0
+    assert main(manifest_run_args(manifest, out)) == 0
     return out
 
 
@@ -151,14 +137,14 @@ def ray_session():
 
 # ---------------------------------------------------------------------------------------------
 def test_reference_has_every_unit(sequential):
-    units = {(r[0], r[1]) for r in sorted_rows(sequential)}
+    units = {(r[0], r[1]) for r in rows_without_timing(sequential, sort=True)}
     assert units == {("abdomen", "1"), ("abdomen", "2"), ("abdomen", "52"), ("STS_002", "1"), ("STS_019", "1")}
 
 
 def test_two_workers_give_the_sequential_rows(manifest, sequential, tmp_path):
     out = tmp_path / "workers"
-    assert main(run_args(manifest, out, "--workers", "2")) == 0
-    assert sorted_rows(out) == sorted_rows(sequential)
+    assert main(manifest_run_args(manifest, out, "--workers", "2")) == 0
+    assert rows_without_timing(out, sort=True) == rows_without_timing(sequential, sort=True)
     assert sorted_prompts(out) == sorted_prompts(sequential)
     assert len(read_jsonl(out / "units.jsonl")) == 5
     assert (out / "errors.jsonl").read_text() == ""
@@ -167,18 +153,18 @@ def test_two_workers_give_the_sequential_rows(manifest, sequential, tmp_path):
 
 def test_ray_gives_the_sequential_rows(ray_session, manifest, sequential, tmp_path):
     out = tmp_path / "ray"
-    assert main(run_args(manifest, out, "--executor", "ray")) == 0
-    assert sorted_rows(out) == sorted_rows(sequential)
+    assert main(manifest_run_args(manifest, out, "--executor", "ray")) == 0
+    assert rows_without_timing(out, sort=True) == rows_without_timing(sequential, sort=True)
     assert sorted_prompts(out) == sorted_prompts(sequential)
     assert json.loads((out / "run.json").read_text())["execution"]["executor"] == "ray"
 
 
 def test_a_ray_folder_resumes_locally(ray_session, manifest, tmp_path, capsys):
     out = tmp_path / "ray-then-local"
-    assert main(run_args(manifest, out, "--executor", "ray", "--limit", "1", "--labels", "2")) == 0
+    assert main(manifest_run_args(manifest, out, "--executor", "ray", "--limit", "1", "--labels", "2")) == 0
     capsys.readouterr()
     # where cases ran is not part of the configuration: the same command run locally resumes
-    assert main(run_args(manifest, out, "--limit", "1", "--labels", "2")) == 0
+    assert main(manifest_run_args(manifest, out, "--limit", "1", "--labels", "2")) == 0
     assert "0 units written, 1 resumed" in capsys.readouterr().out
 
 
@@ -187,7 +173,7 @@ def test_ray_worker_killed_mid_case_is_retried(ray_session, manifest, sequential
     pids.mkdir()
     plugin = write_plugin(tmp_path)
     out = tmp_path / "ray-killed"
-    args = run_args(manifest, out, "--executor", "ray", "--retries", "1", "--model-arg", f"pid_dir={pids}",
+    args = manifest_run_args(manifest, out, "--executor", "ray", "--retries", "1", "--model-arg", f"pid_dir={pids}",
                     "--model-arg", "delay=0.2", model=f"{plugin}:Recording")
     result: dict[str, int] = {}
     thread = threading.Thread(target=lambda: result.update(code=main(args)))
@@ -199,7 +185,7 @@ def test_ray_worker_killed_mid_case_is_retried(ray_session, manifest, sequential
     os.kill(victim, signal.SIGKILL)  # a Ray worker process, in the middle of its first case
     thread.join(timeout=300)
     assert result["code"] == 0
-    assert sorted_rows(out) == sorted_rows(sequential)
+    assert rows_without_timing(out, sort=True) == rows_without_timing(sequential, sort=True)
     assert (out / "errors.jsonl").read_text() == ""
     err = capsys.readouterr().err
     assert f"(pid {victim}) died (ActorDiedError); retrying (1/1)" in err
@@ -209,13 +195,13 @@ def test_case_over_the_timeout_is_stopped_and_recorded(manifest, sequential, tmp
     plugin = write_plugin(tmp_path)
     out = tmp_path / "timeout"
     # STS_019 has 47 slices: its worker sleeps 600 s in set_volume and is stopped after 10 s
-    code = main(run_args(manifest, out, "--case-timeout", "10", "--model-arg", "slow_slices=47",
+    code = main(manifest_run_args(manifest, out, "--case-timeout", "10", "--model-arg", "slow_slices=47",
                          "--model-arg", "slow=600", model=f"{plugin}:Recording"))
     assert code == 1
     errors = read_jsonl(out / "errors.jsonl")
     assert [(e["case"], e["stage"]) for e in errors] == [("STS_019", "timeout")]
     assert "STS_019/CT_image.nii.gz" in errors[0]["error"] and "--case-timeout of 10 s" in errors[0]["error"]
-    assert sorted_rows(out) == [r for r in sorted_rows(sequential) if r[0] != "STS_019"]
+    assert rows_without_timing(out, sort=True) == [r for r in rows_without_timing(sequential, sort=True) if r[0] != "STS_019"]
     assert "Traceback" not in capsys.readouterr().err
 
 
@@ -230,7 +216,7 @@ def test_case_over_the_timeout_is_stopped_and_recorded(manifest, sequential, tmp
 )
 def test_inconsistent_options_are_refused(manifest, tmp_path, capsys, extra, message):
     out = tmp_path / "refused"
-    assert main(run_args(manifest, out, *extra)) == 2
+    assert main(manifest_run_args(manifest, out, *extra)) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and err.count("\n") == 0
     assert not out.exists()
@@ -238,7 +224,7 @@ def test_inconsistent_options_are_refused(manifest, tmp_path, capsys, extra, mes
 
 def test_workers_that_cannot_load_the_model_stop_the_run_before_the_folder(manifest, tmp_path, capsys):
     out = tmp_path / "bad-arg"
-    assert main(run_args(manifest, out, "--workers", "2", "--model-arg", "bogus=1")) == 2
+    assert main(manifest_run_args(manifest, out, "--workers", "2", "--model-arg", "bogus=1")) == 2
     err = capsys.readouterr().err
     assert "could not load the model" in err and "bogus" in err and "Traceback" not in err
     assert not out.exists()
@@ -278,7 +264,7 @@ def test_executor_choice(tmp_path):
 def test_worker_killed_while_loading_is_a_one_line_refusal(manifest, tmp_path, capsys):
     plugin = write_plugin(tmp_path)
     out = tmp_path / "dies"
-    assert main(run_args(manifest, out, "--workers", "2", model=f"{plugin}:DiesOnLoad")) == 2
+    assert main(manifest_run_args(manifest, out, "--workers", "2", model=f"{plugin}:DiesOnLoad")) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("annosim: error: a worker (pid ") and err.count("\n") == 0
     assert err.endswith("could not load the model: the process was killed by SIGKILL")
@@ -360,7 +346,7 @@ def test_peek_reads_the_header_only(shared_data):
 def test_case_over_the_memory_estimate_is_one_line(manifest, tmp_path, capsys):
     plugin = write_plugin(tmp_path)
     out = tmp_path / "huge"
-    code = main(run_args(manifest, out, "--labels", "1", "--limit", "1", model=f"{plugin}:Huge"))
+    code = main(manifest_run_args(manifest, out, "--labels", "1", "--limit", "1", model=f"{plugin}:Huge"))
     assert code == 1
     errors = read_jsonl(out / "errors.jsonl")
     assert len(errors) == 1 and errors[0]["stage"] == "memory" and errors[0]["case"] == "abdomen"
@@ -374,6 +360,6 @@ def test_case_over_the_memory_estimate_is_one_line(manifest, tmp_path, capsys):
     assert "Traceback" not in capsys.readouterr().err
     # --no-memory-check runs it anyway
     out2 = tmp_path / "huge-unchecked"
-    assert main(run_args(manifest, out2, "--labels", "1", "--limit", "1", "--no-memory-check",
+    assert main(manifest_run_args(manifest, out2, "--labels", "1", "--limit", "1", "--no-memory-check",
                          model=f"{plugin}:Huge")) == 0
-    assert [r[0] for r in sorted_rows(out2)][:1] == ["abdomen"]
+    assert [r[0] for r in rows_without_timing(out2, sort=True)][:1] == ["abdomen"]

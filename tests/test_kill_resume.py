@@ -15,7 +15,6 @@ model's ``delay`` (seconds a propagation) makes units last long enough to land i
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -29,10 +28,10 @@ import numpy as np
 import pytest
 
 from annosim.cli import main
-from annosim.results import IDENTITY_KEYS, TIMING_COLUMNS, ResultsFolder, UnitKey, read_jsonl
+from annosim.results import IDENTITY_KEYS, ResultsFolder, UnitKey, read_jsonl
+from results_helpers import PLUGIN, manifest_run_args, rows_without_timing
 
 TESTS = Path(__file__).resolve().parent
-PLUGIN = f"{TESTS / 'plugin_models.py'}:ThresholdGrow"
 
 RECORDING = f'''
 import os, sys
@@ -58,19 +57,6 @@ def one_case_args(shared_data: Path, out: Path, *extra: str) -> list[str]:
     d = shared_data / "totalseg-abdomen"
     return ["run", "--data", f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}", "--model", PLUGIN,
             "--labels", "spleen,aorta", "--out", str(out), "--quiet", *extra]
-
-
-def manifest_args(manifest: Path, out: Path, *extra: str, model: str = PLUGIN) -> list[str]:
-    return ["run", "--data", str(manifest), "--data-root", "/", "--model", model, "--settings", "fg-only",
-            "--out", str(out), "--quiet", *extra]
-
-
-def rows(out: Path) -> list[list[str]]:
-    with open(out / "rounds.csv", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader)
-        keep = [i for i, c in enumerate(header) if c not in TIMING_COLUMNS]
-        return [[r[i] for i in keep] for r in reader]
 
 
 def journal_lines(out: Path) -> int:
@@ -128,7 +114,7 @@ def manifest(shared_data, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def manifest_reference(manifest, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ref3") / "run"
-    assert main(manifest_args(manifest, out)) == 0
+    assert main(manifest_run_args(manifest, out)) == 0
     return out
 
 
@@ -159,7 +145,7 @@ def test_driver_killed_then_rerun_equals_uninterrupted(shared_data, one_case_ref
         with open(out / "units.jsonl", "a") as fh:
             fh.write('{"case": "ct", "label": 52, "sett')
     assert main(args) == 0  # the same command resumes
-    assert rows(out) == rows(one_case_reference)
+    assert rows_without_timing(out) == rows_without_timing(one_case_reference)
     assert (out / "prompts.jsonl").read_bytes() == (one_case_reference / "prompts.jsonl").read_bytes()
     assert journal_lines(out) == 4 and (out / "units.jsonl").read_bytes().endswith(b"\n")
 
@@ -219,7 +205,7 @@ def test_driver_killed_under_two_workers_takes_them_down_and_resumes(manifest, m
     plugin = tmp_path / "recording.py"
     plugin.write_text(RECORDING)
     out = tmp_path / "killed"
-    args = manifest_args(manifest, out, "--workers", "2", "--model-arg", f"pid_dir={pids}",
+    args = manifest_run_args(manifest, out, "--workers", "2", "--model-arg", f"pid_dir={pids}",
                          "--model-arg", "delay=0.05", model=f"{plugin}:Recording")
     proc = spawn(args)
     wait_for(lambda: journal_lines(out) >= 1, "the first unit")
@@ -232,7 +218,7 @@ def test_driver_killed_under_two_workers_takes_them_down_and_resumes(manifest, m
     with open(out / "rounds.csv", "a") as fh:
         fh.write("STS_0")  # torn row
     assert main(args) == 0
-    assert sorted(rows(out)) == sorted(rows(manifest_reference))
+    assert sorted(rows_without_timing(out)) == sorted(rows_without_timing(manifest_reference))
     assert journal_lines(out) == 5
 
 
@@ -242,7 +228,7 @@ def test_worker_killed_loses_only_its_case_and_a_rerun_completes_it(manifest, ma
     plugin = tmp_path / "recording.py"
     plugin.write_text(RECORDING)
     out = tmp_path / "worker-killed"
-    args = manifest_args(manifest, out, "--workers", "2", "--retries", "0", "--model-arg", f"pid_dir={pids}",
+    args = manifest_run_args(manifest, out, "--workers", "2", "--retries", "0", "--model-arg", f"pid_dir={pids}",
                          "--model-arg", "delay=0.05", model=f"{plugin}:Recording")
     proc = spawn(args)
     wait_for(lambda: any(pids.iterdir()), "a worker to start a case")
@@ -255,12 +241,12 @@ def test_worker_killed_loses_only_its_case_and_a_rerun_completes_it(manifest, ma
     slices = {"abdomen": 30, "STS_002": 48, "STS_019": 47}
     assert slices[lost] == int(victim.name.split("-")[1])  # the case the victim was running
     assert "was killed by SIGKILL; case not completed" in errors[0]["error"]
-    reference = rows(manifest_reference)
-    assert sorted(r for r in rows(out) if r[0] != lost) == sorted(r for r in reference if r[0] != lost)
-    assert all(r in reference for r in rows(out))  # units of the lost case finished before the kill are kept
+    reference = rows_without_timing(manifest_reference)
+    assert sorted(r for r in rows_without_timing(out) if r[0] != lost) == sorted(r for r in reference if r[0] != lost)
+    assert all(r in reference for r in rows_without_timing(out))  # units of the lost case finished before the kill are kept
     capsys.readouterr()
     assert main(args) == 0  # the rerun completes the lost case
-    assert sorted(rows(out)) == sorted(reference)
+    assert sorted(rows_without_timing(out)) == sorted(reference)
     assert "resumed" in capsys.readouterr().out
 
 
@@ -270,11 +256,11 @@ def test_worker_killed_is_retried_by_default(manifest, manifest_reference, tmp_p
     plugin = tmp_path / "recording.py"
     plugin.write_text(RECORDING)
     out = tmp_path / "retried"
-    args = manifest_args(manifest, out, "--workers", "2", "--model-arg", f"pid_dir={pids}",
+    args = manifest_run_args(manifest, out, "--workers", "2", "--model-arg", f"pid_dir={pids}",
                          "--model-arg", "delay=0.05", model=f"{plugin}:Recording")
     proc = spawn(args)
     wait_for(lambda: any(pids.iterdir()), "a worker to start a case")
     os.kill(int(next(pids.iterdir()).name.split("-")[0]), signal.SIGKILL)
     assert proc.wait(timeout=300) == 0
-    assert sorted(rows(out)) == sorted(rows(manifest_reference))
+    assert sorted(rows_without_timing(out)) == sorted(rows_without_timing(manifest_reference))
     assert (out / "errors.jsonl").read_text() == ""

@@ -17,10 +17,10 @@ import pytest
 from filelock import FileLock
 
 from annosim.cli import main
-from annosim.results import LOCK, ROUND_COLUMNS, TIMING_COLUMNS
+from annosim.results import LOCK, ROUND_COLUMNS
+from results_helpers import PLUGIN, rows_without_timing
 
 TESTS = Path(__file__).resolve().parent
-PLUGIN = f"{TESTS / 'plugin_models.py'}:ThresholdGrow"
 LABELS = "spleen,kidney_right,aorta,liver"
 
 
@@ -32,14 +32,6 @@ def spec(shared_data: Path) -> str:
 def args(shared_data, out, *extra):
     return ["run", "--data", spec(shared_data), "--model", PLUGIN, "--labels", LABELS,
             "--out", str(out), "--quiet", *extra]
-
-
-def rows_without_timing(out: Path) -> list[list[str]]:
-    with open(out / "rounds.csv", newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader)
-        keep = [i for i, c in enumerate(header) if c not in TIMING_COLUMNS]
-        return [[r[i] for i in keep] for r in reader]
 
 
 @pytest.fixture(scope="module")
