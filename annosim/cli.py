@@ -12,7 +12,7 @@ import sys
 import click
 
 from annosim import __version__
-from annosim.errors import AnnosimError
+from annosim.errors import AnnosimError, RunInterrupted
 
 #: (module under annosim.commands, attribute) of every subcommand, in help order.
 _COMMANDS: tuple[tuple[str, str], ...] = (
@@ -23,7 +23,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("models", "models"),
     ("report", "report"),
     ("report", "compare"),
-    ("report", "score"),
+    ("score", "score"),
 )
 
 
@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
+        return 130
+    except RunInterrupted as exc:
+        click.echo(f"annosim: {exc}", err=True)
         return 130
     except AnnosimError as exc:
         if debug:

@@ -28,3 +28,7 @@ class ConfigError(AnnosimError):
 
 class ResultsFolderError(AnnosimError):
     """A results folder made by another configuration, or in use by another run."""
+
+
+class RunInterrupted(AnnosimError):
+    """The user stopped a run (Ctrl-C); the message says what was saved and how to resume."""

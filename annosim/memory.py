@@ -110,9 +110,8 @@ def _device_name(model: Any) -> str:
 def model_bytes(model: Any, shape: tuple[int, int, int]) -> int:
     """The model part: its ``estimate_memory(shape)``, or the default."""
     own = getattr(model, "estimate_memory", None)
-    if callable(own):
-        return int(own(tuple(int(s) for s in shape)))  # a failing plugin method is reported as a model error
-    return default_model_bytes(shape)
+    value = own(tuple(int(s) for s in shape)) if callable(own) else None  # a failure: a model error
+    return default_model_bytes(shape) if value is None else int(value)
 
 
 def estimate_case(

@@ -1,5 +1,6 @@
-"""The results folder (DESIGN section 4, Contract): run.json, rounds.csv, prompts.jsonl,
-errors.jsonl, written unit by unit so that a killed run loses at most the unit in flight.
+"""The results folder: run.json, rounds.csv, prompts.jsonl, errors.jsonl and the journal
+units.jsonl (names in :mod:`annosim.schema`), written unit by unit so that a killed run loses at
+most the unit in flight.
 
 Crash safety: each unit (case x label x setting x protocol) is appended as prompts, then rows,
 then one line in the commit journal ``units.jsonl``, each flushed to disk. Opening a folder
@@ -13,61 +14,31 @@ import csv
 import io
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
-from annosim.errors import ResultsFolderError
-
-ROUND_COLUMNS: tuple[str, ...] = (
-    "case",
-    "label",
-    "label_name",
-    "setting",
-    "protocol",
-    "round",
-    "annotated_slices",
-    "clicks",
-    "dice",
-    "nsd",
-    "hd95",
-    "fp_slices",
-    "gt_slices",
-    "model_seconds",
+from annosim.errors import InputError, ResultsFolderError
+from annosim.schema import (
+    ERRORS_JSONL,
+    IDENTITY_KEYS,
+    LOCK,
+    PROMPTS_JSONL,
+    ROUNDS_CSV,
+    RUN_JSON,
+    TIMING_COLUMNS,
+    UNITS_JSONL,
+    ErrorRecord,
+    UnitKey,
+    round_columns,
 )
-#: Columns that measure time and legitimately differ between identical runs.
-TIMING_COLUMNS: tuple[str, ...] = ("model_seconds",)
-#: run.json keys that define a configuration; a folder is resumed only when all are equal.
-IDENTITY_KEYS: tuple[str, ...] = (
-    "protocols",
-    "model",
-    "data",
-    "settings",
-    "labels",
-    "seed",
-    "nsd_tolerance",
-    "surface_metrics",
-    "orientation",
-)
+from annosim.metrics.registry import BUILTIN
 
-RUN_JSON = "run.json"
-ROUNDS_CSV = "rounds.csv"
-PROMPTS_JSONL = "prompts.jsonl"
-ERRORS_JSONL = "errors.jsonl"
-UNITS_JSONL = "units.jsonl"
-LOCK = ".annosim.lock"
+#: Columns of rounds.csv with the built-in metrics only.
+ROUND_COLUMNS: tuple[str, ...] = round_columns([m.column for m in BUILTIN])
 
-
-@dataclass(frozen=True)
-class UnitKey:
-    """One unit of work: an object in one setting under one protocol."""
-
-    case: str
-    label: int
-    setting: str
-    protocol: str
+__all__ = ["ROUND_COLUMNS", "ResultsFolder", "UnitKey", "TIMING_COLUMNS", "format_value", "provenance", "read_jsonl", "read_rounds"]
 
 
 def format_value(value: Any) -> str:
@@ -94,6 +65,12 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
             else:
                 out.extend(_diff(old[key], new[key], path))
         return out
+    if isinstance(old, list) and isinstance(new, list) and old != new:
+        named = all(isinstance(x, dict) and "name" in x for x in old + new)
+        if named and len({x["name"] for x in old}) == len(old) and len({x["name"] for x in new}) == len(new):
+            return _diff({x["name"]: x for x in old}, {x["name"]: x for x in new}, prefix)
+        if len(old) == len(new) and all(isinstance(x, dict) for x in old + new):
+            return [d for i, (a, b) in enumerate(zip(old, new)) for d in _diff(a, b, f"{prefix}[{i}]")]
     if old != new:
         return [f"{prefix}: {old!r} -> {new!r}"]
     return []
@@ -112,11 +89,12 @@ class ResultsFolder:
     ...         store.write_unit(key, rows, prompts)
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, columns: tuple[str, ...] | None = None) -> None:
         self.path = Path(path)
+        #: Columns of rounds.csv (default: the built-in metrics').
+        self.columns = columns or ROUND_COLUMNS
         self._lock: FileLock | None = None
         self._done: dict[UnitKey, int] = {}
-        self.n_errors = 0
 
     # -- opening ------------------------------------------------------------------------------
     def open(self, config: dict[str, Any], meta: dict[str, Any]) -> "ResultsFolder":
@@ -149,16 +127,20 @@ class ResultsFolder:
                 old = json.loads(run_json.read_text())
             except (OSError, ValueError) as exc:
                 raise ResultsFolderError(f"{run_json}: unreadable ({exc})") from None
-            old_cfg = {k: old.get(k) for k in IDENTITY_KEYS}
-            diffs = _diff(old_cfg, {k: config.get(k) for k in IDENTITY_KEYS})
-            if diffs:
-                shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")
+            diffs = _diff({k: old.get(k) for k in IDENTITY_KEYS}, {k: config.get(k) for k in IDENTITY_KEYS})
+            if diffs and self._committed_units():
+                shown = "\n  ".join(diffs[:12]) + (f"\n  ... and {len(diffs) - 12} more" if len(diffs) > 12 else "")
                 raise ResultsFolderError(
-                    f"{self.path}: results folder was made by a different configuration "
-                    f"({shown}); use another --out folder"
+                    f"{self.path}: results folder was made by a different configuration:\n  {shown}\n"
+                    "rerun the command that made it to resume, or give a new --out folder"
                 )
-            old.setdefault("resumed", []).append(meta.get("started"))
-            self._write_json(run_json, old)
+            if diffs:  # nothing finished there: the folder is taken over by this configuration
+                for name in (ROUNDS_CSV, PROMPTS_JSONL, UNITS_JSONL):
+                    (self.path / name).unlink(missing_ok=True)
+                self._write_json(run_json, {**config, **meta})
+            else:
+                old.setdefault("resumed", []).append(meta.get("started"))
+                self._write_json(run_json, old)
         else:
             leftovers = [n for n in (ROUNDS_CSV, PROMPTS_JSONL, UNITS_JSONL) if (self.path / n).exists()]
             if leftovers:
@@ -170,6 +152,11 @@ class ResultsFolder:
         self._repair()
         # errors.jsonl describes the latest invocation: failed units are retried on rerun.
         (self.path / ERRORS_JSONL).write_text("")
+
+    def _committed_units(self) -> bool:
+        """Whether the journal holds at least one complete line (a finished unit)."""
+        journal = self.path / UNITS_JSONL
+        return journal.exists() and b"\n" in journal.read_bytes()
 
     def _repair(self) -> None:
         """Drop rows and prompts that follow the last committed unit; load the journal."""
@@ -187,8 +174,15 @@ class ResultsFolder:
         rounds = self.path / ROUNDS_CSV
         if not rounds.exists() or rounds.stat().st_size == 0:
             buf = io.StringIO()
-            csv.writer(buf, lineterminator="\n").writerow(ROUND_COLUMNS)
+            csv.writer(buf, lineterminator="\n").writerow(self.columns)
             rounds.write_text(buf.getvalue())
+        else:
+            with open(rounds, newline="") as fh:
+                header = tuple(next(csv.reader(fh), []))
+            if header != self.columns:
+                raise ResultsFolderError(
+                    f"{rounds}: its columns ({', '.join(header)}) are not this run's ({', '.join(self.columns)})"
+                )
         self._keep_lines(rounds, 1 + n_rows)
         prompts = self.path / PROMPTS_JSONL
         prompts.touch()
@@ -244,7 +238,7 @@ class ResultsFolder:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         for row in rows:
-            writer.writerow([format_value(row[c]) for c in ROUND_COLUMNS])
+            writer.writerow([format_value(row[c]) for c in self.columns])
         text_prompts = "".join(json.dumps(p) + "\n" for p in prompts)
         self._append(self.path / PROMPTS_JSONL, text_prompts)
         self._append(self.path / ROUNDS_CSV, buf.getvalue())
@@ -259,11 +253,9 @@ class ResultsFolder:
         self._append(self.path / UNITS_JSONL, json.dumps(record) + "\n")
         self._done[key] = len(rows)
 
-    def write_error(self, case: str, label: int | None, stage: str, error: str) -> None:
+    def write_error(self, record: ErrorRecord) -> None:
         """Append one line to errors.jsonl."""
-        rec = {"case": case, "label": label, "stage": stage, "error": error}
-        self._append(self.path / ERRORS_JSONL, json.dumps(rec) + "\n")
-        self.n_errors += 1
+        self._append(self.path / ERRORS_JSONL, json.dumps(record.record()) + "\n")
 
     @staticmethod
     def _append(path: Path, text: str) -> None:
@@ -294,24 +286,22 @@ class ResultsFolder:
 
 
 def provenance() -> dict[str, Any]:
-    """The informational part of run.json every writer shares: annosim and library versions,
-    start time (UTC) and host."""
+    """The informational part of run.json every writer shares: annosim and library versions
+    (from the installed distributions' metadata, ``None`` when not installed), start time (UTC)
+    and host."""
     import datetime as _dt
-    import importlib
     import platform
     import socket
-    import sys
+    from importlib import metadata
 
     from annosim import __version__
 
     versions: dict[str, Any] = {"annosim": __version__, "python": platform.python_version()}
-    for mod in ("numpy", "scipy", "torch", "sam2", "monai", "SimpleITK", "nibabel"):
+    for dist in ("numpy", "scipy", "torch", "sam2", "monai", "SimpleITK", "nibabel"):
         try:
-            m = sys.modules.get(mod) or importlib.import_module(mod)
-        except Exception:
-            versions[mod] = None
-            continue
-        versions[mod] = getattr(m, "__version__", None) or getattr(m, "Version", lambda: None)()
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
     return {
         "annosim_version": __version__,
         "versions": versions,
@@ -327,10 +317,22 @@ def read_rounds(path: str | Path) -> list[dict[str, str]]:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Objects of a JSON-lines file (empty list when absent)."""
-    p = Path(path)
-    if not p.exists():
+    """Objects of a JSON-lines file, one per non-empty line; ``[]`` when the file is absent.
+    InputError naming the file and line for a line that is not a JSON object."""
+    path = Path(path)
+    if not path.exists():
         return []
-    return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-
-
+    out: list[dict[str, Any]] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(path, f"line {lineno} is not JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise InputError(path, f"line {lineno} is not a JSON object")
+            out.append(obj)
+    return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from annosim.results import TIMING_COLUMNS
+from annosim.schema import TIMING_COLUMNS
 
 TESTS = Path(__file__).resolve().parent
 #: The deterministic plugin model of tests/plugin_models.py, as ``--model`` takes it.

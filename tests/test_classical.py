@@ -307,7 +307,7 @@ def mean_best_of_rounds(rows: list[dict], setting: str) -> float:
 def run_he2024(image, label, labels: list[int]) -> list[dict]:
     from annosim.data.layouts import open_dataset
     from annosim.protocols.registry import get_protocol
-    from annosim.runner import evaluate_case
+    from annosim.engine.case import evaluate_case
 
     case = open_dataset(f"{image} {label}").cases[0].load()
     res = evaluate_case(
@@ -337,7 +337,7 @@ def test_sarcoma_floor_fg_only(shared_data):
 def test_totalseg_abdomen_ma2024_box_floor_fg_only(shared_data):
     from annosim.data.layouts import open_dataset
     from annosim.protocols.registry import get_protocol
-    from annosim.runner import evaluate_case
+    from annosim.engine.case import evaluate_case
 
     d = shared_data / "totalseg-abdomen"
     case = open_dataset(f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}").cases[0].load()
@@ -407,7 +407,7 @@ def test_demo_lungs_above_0_9_in_both_settings():
     from annosim.data.layouts import open_dataset
     from annosim.demo_data import demo_spec
     from annosim.protocols.registry import get_protocol
-    from annosim.runner import evaluate_case
+    from annosim.engine.case import evaluate_case
 
     case = open_dataset(demo_spec()).cases[0].load()
     res = evaluate_case(

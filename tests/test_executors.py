@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from annosim.cli import main
-from annosim.execute import RunConfig
+from annosim.config import make_spec, validate
 from annosim.executors import CaseWorker, accepts_device, make_executor, InProcess, ProcessPool
 from annosim.memory import (
     MASK_COPIES,
@@ -232,10 +232,10 @@ def test_workers_that_cannot_load_the_model_stop_the_run_before_the_folder(manif
 
 def test_device_goes_to_the_model_or_to_cuda_visible_devices(tmp_path, monkeypatch):
     plugin = write_plugin(tmp_path)
-    worker = CaseWorker(RunConfig(data="", out=tmp_path, model=f"{plugin}:WithDevice"), device="cuda:1")
+    worker = CaseWorker(make_spec("", tmp_path, model=f"{plugin}:WithDevice"), device="cuda:1")
     assert worker.model.device == "cuda:1"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "unset")  # restored after the test
-    worker = CaseWorker(RunConfig(data="", out=tmp_path, model=PLUGIN), device="cuda:3")
+    worker = CaseWorker(make_spec("", tmp_path, model=PLUGIN), device="cuda:3")
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "3" and not hasattr(worker.model, "device")
 
 
@@ -253,12 +253,11 @@ def test_accepts_device():
 
 
 def test_executor_choice(tmp_path):
-    cfg = RunConfig(data="", out=tmp_path)
-    assert isinstance(make_executor(cfg, 10), InProcess)
-    assert isinstance(make_executor(RunConfig(data="", out=tmp_path, case_timeout=5.0), 10), ProcessPool)
-    pool = make_executor(RunConfig(data="", out=tmp_path, devices=("cuda:0", "cuda:1"), workers=3), 10)
+    assert isinstance(make_executor(validate(make_spec("", tmp_path)), 10), InProcess)
+    assert isinstance(make_executor(validate(make_spec("", tmp_path, case_timeout=5.0)), 10), ProcessPool)
+    pool = make_executor(validate(make_spec("", tmp_path, devices=("cuda:0", "cuda:1"), workers=3)), 10)
     assert [s.device for s in pool.slots] == ["cuda:0", "cuda:1", "cuda:0"]
-    assert len(make_executor(RunConfig(data="", out=tmp_path, workers=8), 2).slots) == 2  # no idle workers
+    assert len(make_executor(validate(make_spec("", tmp_path, workers=8)), 2).slots) == 2  # no idle workers
 
 
 def test_worker_killed_while_loading_is_a_one_line_refusal(manifest, tmp_path, capsys):

@@ -28,7 +28,8 @@ import numpy as np
 import pytest
 
 from annosim.cli import main
-from annosim.results import IDENTITY_KEYS, ResultsFolder, UnitKey, read_jsonl
+from annosim.results import ResultsFolder, read_jsonl
+from annosim.schema import IDENTITY_KEYS, UnitKey
 from results_helpers import PLUGIN, manifest_run_args, rows_without_timing
 
 TESTS = Path(__file__).resolve().parent

@@ -222,7 +222,7 @@ def test_frames_outside_are_empty(folder: Path, case):
 
 # -- end to end --------------------------------------------------------------------------------------
 def test_he2024_end_to_end(folder: Path, case):
-    from annosim.runner import evaluate_case
+    from annosim.engine.case import evaluate_case
 
     model = make_model(folder)
     seen, handle = record_inputs(model)

@@ -14,7 +14,7 @@ from annosim.protocols.clicks import (
     worst_slice,
 )
 from annosim.protocols.registry import get_protocol
-from annosim.runner import object_rng, run_unit
+from annosim.engine.unit import UnitContext, object_rng, run_unit
 from annosim.data.case import Case
 from scripted import ScriptedModel
 

@@ -21,7 +21,7 @@ from annosim.protocols.prompts import (
 )
 from annosim.protocols.registry import get_protocol, list_protocols
 from annosim.protocols.ritm import ritm_click
-from annosim.runner import run_unit
+from annosim.engine.unit import UnitContext, run_unit
 from scripted_boxes import ScriptedBoxModel
 
 PUBLISHED = ("ma2024-box", "shen2024-points", "shen2024-mask", "dong2024", "zhu2024", "cvpr25", "ritm-noc")
@@ -406,7 +406,7 @@ def test_ritm_rows_give_noc_through_run_unit():
     case = Case("c1", np.zeros(gt.shape, np.float32), gt.astype(np.uint8), (1.0, 1.0, 1.0), {1: "obj"})
     model = ScriptedBoxModel(volume_fn=_ritm_volume)
     model.set_volume(case.image, case.spacing)
-    unit = run_unit(case, model, get_protocol("ritm-noc"), 1, "full", surface_metrics=False)
+    unit = run_unit(case, model, get_protocol("ritm-noc"), 1, "full", UnitContext(surface_metrics=False))
     rows = [(r["round"], r["clicks"], r["dice"]) for r in unit.rows]
     assert rows == [(1, 1, 0.75), (2, 2, pytest.approx(800 / 900)), (3, 3, 1.0)]
     noc = {t: next(r[1] for r in rows if r[2] >= t) for t in (0.85, 0.90)}
@@ -477,7 +477,7 @@ def check_rows(result, case, protocol_names, target=0.90, max_clicks=20, cvpr_cl
 
 def test_every_protocol_end_to_end_with_the_classical_model(abdomen_case):
     from annosim.models.classical import ClassicalModel
-    from annosim.runner import evaluate_case
+    from annosim.engine.case import evaluate_case
 
     protocols = [get_protocol(name) for name in PUBLISHED]
     result = evaluate_case(abdomen_case, ClassicalModel(), protocols,
@@ -507,7 +507,7 @@ def test_every_protocol_end_to_end_with_random_sam2(abdomen_case, random_sam2):
     """All protocols through the SAM2 adapter (boxes, masks, clicks, frames) on the smallest
     sample structure (vertebrae_T11: 3 slices) so that the CPU run stays short; ``full`` is
     exercised by cvpr25, whose z-extent crop keeps its video at 3 frames."""
-    from annosim.runner import evaluate_case
+    from annosim.engine.case import evaluate_case
 
     protocols = [get_protocol(n, **({"max_clicks": 3} if n == "ritm-noc" else {})) for n in PUBLISHED]
     result = evaluate_case(abdomen_case, random_sam2, protocols, labels=["vertebrae_T11"],

@@ -163,7 +163,7 @@ def test_curves_per_round(two_objects):
 def _write_run(folder: Path, rows: list[dict], model: dict | None = None, data_name: str = "BTCV",
                columns=ROUND_COLUMNS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {"protocols": [{"name": "he2024", "variant": "paper", "params": {"rounds": 8}}],
+    meta = {"protocols": [{"name": "he2024", "variant": "paper", "max_rounds": 8, "params": {"rounds": 8}}],
             "model": model or {"name": "classical", "args": {}}, "data": {"spec": "nowhere", "name": data_name},
             "settings": ["full"], "seed": 0}
     (folder / "run.json").write_text(json.dumps(meta))
@@ -182,7 +182,7 @@ def test_read_run_exact_floats_and_metadata(tmp_path, two_objects):
     assert math.isnan(run.rounds.loc[run.rounds["case"] == "a", "hd95"].iloc[2])
     assert run.rounds["dataset"].unique().tolist() == ["BTCV"]
     assert run.rounds["variant"].unique().tolist() == ["paper"]
-    assert run.max_rounds("he2024") == 8  # from the protocol's params, not the rounds seen (3)
+    assert run.max_rounds("he2024") == 8  # run.json max_rounds, not the rounds seen (3)
     assert read_run(tmp_path / "r", dataset="mine").dataset == "mine"
 
 

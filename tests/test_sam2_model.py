@@ -168,7 +168,8 @@ def test_rounds_bitwise_equal_to_official_plain_loop(
     protocol_name: str, model: SAM2Model, official, dataset, tmp_path: Path
 ) -> None:
     from annosim.protocols.registry import get_protocol
-    from annosim.runner import evaluate_case, setting_frames
+    from annosim.engine.case import evaluate_case
+    from annosim.engine.unit import setting_frames
 
     protocol = get_protocol(protocol_name, rounds=ROUNDS)
     vista = protocol_name == "he2024-vista"

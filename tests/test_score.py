@@ -76,14 +76,15 @@ def test_rows_match_direct_metrics(scored, truth, prediction):
     assert gb_full["fp_slices"] == 1 and gb_fg["fp_slices"] == 0
     assert gb_fg["dice"] == 1.0 and gb_full["dice"] == pytest.approx(2 * (seg == 4).sum() / (2 * (seg == 4).sum() + 9))
     meta = json.loads((scored / "run.json").read_text())
-    assert meta["model"]["name"] == "precomputed" and meta["protocols"] == [{"name": "automatic", "rounds": 1}]
+    assert meta["model"]["name"] == "precomputed" and meta["protocols"] == [{"name": "automatic", "max_rounds": 1}]
 
 
 def test_rerun_resumes_without_duplicates(shared_data, prediction, scored, capsys):
     assert main(["score", "--pred", str(prediction[0]), "--data", _spec(shared_data), "--out", str(scored),
                  "--labels", LABELS]) == 0
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert (out["units"], out["skipped"]) == (0, 6)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].endswith("(0 units written, 6 resumed, 0 errors)")  # the summary table of run
+    assert out[0].split()[:3] == ["structure", "full", "fg-only"]
     assert len(pd.read_csv(scored / "rounds.csv")) == 6
 
 
@@ -114,7 +115,7 @@ def test_missing_and_mismatched_predictions(shared_data, truth, tmp_path, capsys
                  "--out", str(tmp_path / "o2")]) == 1
     err = json.loads((tmp_path / "o2" / "errors.jsonl").read_text().splitlines()[0])["error"]
     assert "prediction grid does not match image" in err and "shape" in err
-    assert "error: ct:" in capsys.readouterr().err
+    assert "annosim: ct:" in capsys.readouterr().err
 
 
 def test_scored_run_in_the_report(shared_data, scored, tmp_path):

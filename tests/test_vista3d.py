@@ -252,7 +252,7 @@ def _check_rows(rows, case, settings=("full", "fg-only")):
 
 
 def test_he2024_point_mode_end_to_end(checkpoint: Path, case):
-    from annosim.runner import evaluate_case
+    from annosim.engine.case import evaluate_case
 
     model = make_model(checkpoint)
     rec = CallRecorder(model.network)
@@ -275,7 +275,7 @@ def test_he2024_point_mode_end_to_end(checkpoint: Path, case):
 
 
 def test_he2024_auto_and_auto_point_modes(checkpoint: Path, case):
-    from annosim.runner import evaluate_case
+    from annosim.engine.case import evaluate_case
 
     auto = make_model(checkpoint, mode="auto")
     assert auto.prompt_free

@@ -21,12 +21,13 @@ def demo(ctx: click.Context, out: str, model: str, protocol: str, quiet: bool) -
     an HTML report is written.
     """
     from annosim.demo_data import demo_spec
-    from annosim.execute import RunConfig, run_benchmark
+    from annosim.config import make_spec
+    from annosim.engine.driver import run_benchmark
 
     out_dir = Path(out)
     click.echo(f"annosim demo: {protocol} with model {model!r} on slicerio's CTChest4 -> {out_dir}/")
-    cfg = RunConfig(data=demo_spec(), out=out_dir, model=model, protocols=(protocol,), save_predictions=True)
-    report = run_benchmark(cfg, progress=False if quiet else None, echo=click.echo)
+    spec = make_spec(demo_spec(), out_dir, model=model, protocols=(protocol,), save_predictions=True)
+    report = run_benchmark(spec, progress=False if quiet else None, echo=click.echo)
     html = _write_report(out_dir)
     if html is not None:
         click.echo(f"report: {html}")

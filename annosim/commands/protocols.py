@@ -10,19 +10,22 @@ import click
 
 
 def protocol_table() -> list[dict[str, Any]]:
-    """One dict per registered protocol: name, summary, uses_gt, source, default params."""
+    """One dict per registered protocol: name, summary, uses_gt, source, prompt kinds, maximum
+    rounds and default params."""
     from annosim.protocols.registry import list_protocols
 
     rows = []
-    for info in list_protocols():
-        params = info.factory().describe().get("params", {})
+    for entry in list_protocols():
+        proto = entry.build({})
         rows.append(
             {
-                "name": info.name,
-                "summary": info.summary,
-                "uses_gt": info.uses_gt,
-                "source": info.source,
-                "params": params,
+                "name": entry.name,
+                "summary": entry.summary,
+                "uses_gt": entry.uses_gt,
+                "source": entry.source,
+                "prompts": list(proto.prompt_kinds),
+                "max_rounds": proto.max_rounds,
+                "params": proto.describe().get("params", {}),
             }
         )
     return rows
@@ -42,6 +45,7 @@ def protocols(as_json: bool) -> None:
     for r in rows:
         click.echo(f"{r['name']:<{width}}{r['summary']}")
         click.echo(f"{pad}uses truth: {r['uses_gt']}")
+        click.echo(f"{pad}prompts: {', '.join(r['prompts'])}; up to {r['max_rounds']} round(s)")
         if r["params"]:
             values = ", ".join(f"{k}={v}" for k, v in r["params"].items())
             click.echo(f"{pad}parameters: {values}")

@@ -1,5 +1,5 @@
-"""``annosim report``, ``annosim compare`` and ``annosim score``: from results folders to tables,
-figures and an HTML page; paired comparison of two runs; scoring of precomputed segmentations."""
+"""``annosim report`` and ``annosim compare``: from results folders to tables, figures and an
+HTML page; paired comparison of two runs."""
 
 from __future__ import annotations
 
@@ -71,42 +71,3 @@ def compare(run_a: str, run_b: str, out: str | None, n_boot: int, seed: int) -> 
     click.echo(to_markdown(comparison_display(res.table), res.notes), nl=False)
     if res.files:
         click.echo(f"written: {', '.join(str(p) for p in res.files.values())}")
-
-
-@click.command()
-@click.option("--pred", "pred_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Folder of label maps named by case id (<case>.nii.gz, .nrrd ...), on the image grid.")
-@click.option("--data", "data_spec", required=True, help="Dataset spec (folder, datalist, CSV or 'IMAGE LABEL').")
-@click.option("--out", "-o", required=True, type=click.Path(file_okay=False), help="Results folder to write.")
-@click.option("--model-name", default="precomputed", show_default=True, help="Model name in the tables.")
-@click.option("--labels", default=None, help="Comma-separated label names or values (default: all present).")
-@click.option("--settings", default="full,fg-only", show_default=True, help="Settings to score.")
-@click.option("--label-map", default=None, help='Prediction values differing from the dataset\'s: "2=3,4=10" '
-                                                "(dataset value = prediction value).")
-@click.option("--nsd-tolerance", type=float, default=2.0, show_default=True, help="NSD tolerance in mm.")
-@click.option("--no-surface", is_flag=True, help="Skip NSD and HD95 (written as nan).")
-@click.option("--orientation", type=click.Choice(["canonical", "as-stored"]), default="canonical", show_default=True)
-@click.option("--layout", default=None, help="Force the dataset layout (default: detected).")
-@click.option("--data-root", default=None, help="Folder datalist/CSV paths are relative to.")
-@click.option("--split", default=None, help="Dataset split (training, testing, fold:K ...).")
-@click.pass_context
-def score(ctx: click.Context, pred_dir: str, data_spec: str, out: str, model_name: str, labels: str | None,
-          settings: str, label_map: str | None, nsd_tolerance: float, no_surface: bool, orientation: str,
-          layout: str | None, data_root: str | None, split: str | None) -> None:
-    """Score precomputed automatic segmentations with the interactive runs' metrics.
-
-    Writes a results folder with one round per (case, label, setting), protocol 'automatic',
-    readable by `annosim report` and `annosim compare`. Cases without a prediction go to
-    errors.jsonl and the exit status is 1.
-    """
-    from annosim.report.score import parse_label_map, score_predictions, scored_json
-
-    res = score_predictions(pred_dir, data_spec, out, model_name=model_name, settings=_labels(settings),
-                            labels=list(_labels(labels)) or None, nsd_tolerance=nsd_tolerance,
-                            surface=not no_surface, orientation=orientation, layout=layout,
-                            data_root=data_root, split=split, label_map=parse_label_map(label_map))
-    click.echo(scored_json(res))
-    for e in res.errors:
-        click.echo(f"error: {e['case']}: {e['error']}", err=True)
-    if res.errors:
-        ctx.exit(1)

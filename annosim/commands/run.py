@@ -6,9 +6,7 @@ from pathlib import Path
 
 import click
 
-from annosim.errors import ConfigError
 from annosim.params import parse_key_values
-from annosim.runner import SETTINGS
 
 
 def dataset_options(func):
@@ -27,7 +25,7 @@ def dataset_options(func):
     return func
 
 
-def _csv_list(value: str | None) -> tuple[str, ...] | None:
+def csv_list(value: str | None) -> tuple[str, ...] | None:
     if value is None:
         return None
     items = tuple(v.strip() for v in value.split(",") if v.strip())
@@ -53,6 +51,9 @@ def _csv_list(value: str | None) -> tuple[str, ...] | None:
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the random clicks.")
 @click.option("--nsd-tolerance", default=2.0, show_default=True, type=float, help="NSD tolerance in mm.")
 @click.option("--no-surface-metrics", is_flag=True, help="Skip NSD and HD95 (written as nan).")
+@click.option("--metric", "metrics", multiple=True, metavar="MODULE:FUNCTION",
+              help="Extra metric, a function (pred, gt, spacing) -> float given as package.module:function "
+                   "or path/to/file.py:function (repeatable); its column is named after the function.")
 @click.option("--orientation", type=click.Choice(["canonical", "as-stored"]), default=None,
               help="Array orientation (default: canonical; he2024-vista: as-stored).")
 @click.option("--save-predictions", is_flag=True, help="Keep every round's 3D prediction (predictions/*.npz).")
@@ -77,46 +78,28 @@ def _csv_list(value: str | None) -> tuple[str, ...] | None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def run(ctx: click.Context, data, layout, data_root, split, label_names, model, model_args, checkpoint,
-        protocols, protocol_args, settings, labels, seed, nsd_tolerance, no_surface_metrics, orientation,
+        protocols, protocol_args, settings, labels, seed, nsd_tolerance, no_surface_metrics, metrics, orientation,
         save_predictions, limit, out, executor, address, workers, devices, gpus_per_case, retries,
         case_timeout, no_memory_check, quiet) -> None:
     """Run PROTOCOL(s) with MODEL on every case of a dataset into a resumable results folder."""
-    from annosim.execute import RunConfig, run_benchmark
+    from annosim.config import make_spec
+    from annosim.engine.driver import run_benchmark
 
     margs = parse_key_values(model_args, "--model-arg")
     if checkpoint:
         margs["checkpoint"] = str(Path(checkpoint).expanduser().resolve())
-    chosen = _csv_list(settings) or ()
-    bad = [s for s in chosen if s not in SETTINGS]
-    if bad or not chosen:
-        raise ConfigError(f"--settings: expected full, fg-only or both, got {settings!r}")
-    cfg = RunConfig(
-        data=data,
-        out=Path(out),
-        model=model,
-        model_args=margs,
-        protocols=_csv_list(protocols) or ("he2024",),
-        protocol_args=parse_key_values(protocol_args, "--protocol-arg"),
-        settings=chosen,
-        labels=_csv_list(labels),
-        seed=seed,
-        nsd_tolerance=nsd_tolerance,
-        surface_metrics=not no_surface_metrics,
-        orientation=orientation,
-        layout=layout,
-        data_root=data_root,
-        split=split,
-        label_names=label_names,
-        save_predictions=save_predictions,
+    spec = make_spec(
+        data, out,
+        layout=layout, data_root=data_root, split=split, label_names=label_names, labels=csv_list(labels),
         limit=limit,
-        executor=executor,
-        address=address,
-        workers=workers,
-        devices=_csv_list(devices) or (),
-        gpus_per_case=gpus_per_case,
-        retries=retries,
-        case_timeout=case_timeout,
-        memory_check=not no_memory_check,
+        model=model, model_args=margs,
+        protocols=csv_list(protocols) or ("he2024",),
+        protocol_args=parse_key_values(protocol_args, "--protocol-arg"),
+        settings=csv_list(settings) or (),
+        seed=seed, nsd_tolerance=nsd_tolerance, surface_metrics=not no_surface_metrics, metrics=tuple(metrics),
+        orientation=orientation, save_predictions=save_predictions,
+        executor=executor, address=address, workers=workers, devices=csv_list(devices) or (),
+        gpus_per_case=gpus_per_case, retries=retries, case_timeout=case_timeout, memory_check=not no_memory_check,
     )
-    report = run_benchmark(cfg, progress=False if quiet else None, echo=click.echo)
+    report = run_benchmark(spec, progress=False if quiet else None, echo=click.echo)
     ctx.exit(report.exit_code)

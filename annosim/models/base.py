@@ -1,8 +1,27 @@
 """The model plugin API (DESIGN section 3, Contract).
 
 A model is any object with the methods of :class:`SliceModel`. Built-in models subclass
-:class:`SliceModelBase`, which provides the optional methods as ``NotImplementedError`` and the
-bookkeeping every adapter needs (the frames of the current object, their ordering).
+:class:`SliceModelBase`, which declares every optional hook with its documented default and the
+bookkeeping every adapter needs (the frames of the current object, their ordering). A plugin that
+subclasses nothing is wrapped in :class:`PluginModel` when it is loaded, so the engine always
+talks to a :class:`SliceModelBase` and never asks whether a hook exists.
+
+Optional hooks and their defaults:
+
+=====================  ==========================================================================
+``add_box``            raises NotImplementedError (the model takes no boxes)
+``add_mask``           raises NotImplementedError (no mask prompts)
+``predict_slice``      raises NotImplementedError (no one-shot 2D prediction)
+``set_target``         no-op: the label value and name of the object about to start
+``configure_protocol`` no-op: hints of the protocol about to run (e.g. ``frame_codec="jpeg"``)
+``release_case``       no-op: free the previous case's state before the next memory check
+``estimate_memory``    ``None``: annosim's default estimate (:mod:`annosim.memory`)
+``describe``           ``{"name": name}``: recorded in run.json
+``prompt_free``        ``False``; True makes every protocol one round of ``propagate()``
+=====================  ==========================================================================
+
+A protocol declares the methods it calls (:attr:`annosim.protocols.base.Protocol.requires`); a
+run refuses, before reading any case, a model that does not implement one (:meth:`supports`).
 
 Conventions: volumes are ``(Z, Y, X)`` float32 HU, spacing is ``(sz, sy, sx)`` in mm, points are
 integer ``(y, x)`` on slice ``z`` (axis 0 index of the volume), masks are boolean.
@@ -91,13 +110,39 @@ class SliceModelBase:
     def propagate(self) -> np.ndarray:
         raise NotImplementedError
 
-    # -- bookkeeping ---------------------------------------------------------------------------
+    def predict_slice(
+        self, z: int, points: np.ndarray | None = None, labels: np.ndarray | None = None,
+        box: tuple[int, int, int, int] | None = None,
+    ) -> np.ndarray:
+        """One-shot bool ``(Y, X)`` prediction of slice ``z`` that leaves the object's prompts
+        untouched (points (K, 2) ``(y, x)``, labels (K,), box ``(y0, x0, y1, x1)`` inclusive)."""
+        raise NotImplementedError(f"model {self.name!r} has no one-shot 2D prediction")
+
+    # -- hooks ---------------------------------------------------------------------------------
+    #: True for a model that segments without prompts (every protocol becomes one round).
+    prompt_free: bool = False
+
+    def set_target(self, label: int, name: str) -> None:
+        """The object about to start: its label value and name (e.g. VISTA3D's class); no-op."""
+
+    def configure_protocol(self, **options: Any) -> None:
+        """Protocol hints, e.g. ``frame_codec="jpeg"`` for ``he2024-vista``; ignored by default."""
+
+    def release_case(self) -> None:
+        """Free the previous case's state (feature caches...) before the next case; no-op."""
+
+    def estimate_memory(self, shape: tuple[int, int, int]) -> int | None:
+        """Bytes of model state for a ``(Z, Y, X)`` case; ``None``: annosim's default estimate."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Parameters recorded in run.json (override to add checkpoint, config...)."""
         return {"name": self.name}
 
-    def configure_protocol(self, **options: Any) -> None:
-        """Protocol hints, e.g. ``frame_codec="jpeg"`` for ``he2024-vista``; ignored by default."""
+    def supports(self, method: str) -> bool:
+        """Whether the model implements the optional prompt method ``method`` (``add_box``...)."""
+        impl = getattr(type(self), method, None)
+        return impl is not None and impl is not getattr(SliceModelBase, method, None)
 
     def frame_position(self, z: int) -> int:
         """Index of slice ``z`` within :attr:`frames`; ``ValueError`` if not a frame."""
@@ -105,3 +150,84 @@ class SliceModelBase:
         if i >= self.frames.size or self.frames[i] != z:
             raise ValueError(f"slice {z} is not one of this object's frames")
         return i
+
+
+_DELEGATED = ("set_volume", "start_object", "add_clicks", "propagate")
+_OPTIONAL = ("add_box", "add_mask", "predict_slice", "set_target", "configure_protocol", "release_case",
+             "estimate_memory", "describe")
+
+
+class PluginModel(SliceModelBase):
+    """A plugin object that does not subclass :class:`SliceModelBase`, with the base's defaults
+    for the hooks it lacks. Other attributes (``device``, ``name``...) are read from the plugin."""
+
+    def __init__(self, plugin: Any) -> None:
+        missing = [m for m in _DELEGATED if not callable(getattr(plugin, m, None))]
+        if missing:
+            raise TypeError(f"lacks the plugin method(s) {', '.join(missing)}")
+        self.plugin = plugin
+        self.name = str(getattr(plugin, "name", type(plugin).__name__))
+        self.prompt_free = bool(getattr(plugin, "prompt_free", False))
+
+    def __getattr__(self, attr: str) -> Any:  # only called for attributes not found here
+        if attr == "plugin":
+            raise AttributeError(attr)
+        return getattr(self.plugin, attr)
+
+    def set_volume(self, volume: np.ndarray, spacing: tuple[float, float, float]) -> None:
+        self.plugin.set_volume(volume, spacing)
+
+    def start_object(self, frames: np.ndarray | None = None) -> None:
+        self.plugin.start_object(frames)
+
+    def add_clicks(self, z: int, points: np.ndarray, labels: np.ndarray, replace: bool = False) -> np.ndarray:
+        return self.plugin.add_clicks(z, points, labels, replace=replace)
+
+    def propagate(self) -> np.ndarray:
+        return self.plugin.propagate()
+
+    def supports(self, method: str) -> bool:
+        return callable(getattr(self.plugin, method, None))
+
+    def _own(self, method: str) -> Any:
+        return getattr(self.plugin, method, None) if callable(getattr(self.plugin, method, None)) else None
+
+    def add_box(self, z: int, box: tuple[int, int, int, int]) -> np.ndarray:
+        own = self._own("add_box")
+        return own(z, box) if own else super().add_box(z, box)
+
+    def add_mask(self, z: int, mask: np.ndarray) -> np.ndarray:
+        own = self._own("add_mask")
+        return own(z, mask) if own else super().add_mask(z, mask)
+
+    def predict_slice(self, z: int, points: Any = None, labels: Any = None, box: Any = None) -> np.ndarray:
+        own = self._own("predict_slice")
+        return own(z, points=points, labels=labels, box=box) if own else super().predict_slice(z, points, labels, box)
+
+    def set_target(self, label: int, name: str) -> None:
+        own = self._own("set_target")
+        if own:
+            own(label, name)
+
+    def configure_protocol(self, **options: Any) -> None:
+        own = self._own("configure_protocol")
+        if own:
+            own(**options)
+
+    def release_case(self) -> None:
+        own = self._own("release_case")
+        if own:
+            own()
+
+    def estimate_memory(self, shape: tuple[int, int, int]) -> int | None:
+        own = self._own("estimate_memory")
+        return own(shape) if own else None
+
+    def describe(self) -> dict[str, Any]:
+        own = self._own("describe")
+        return dict(own()) if own else {"class": type(self.plugin).__qualname__}
+
+
+def as_model(obj: Any) -> SliceModelBase:
+    """``obj`` itself when it subclasses :class:`SliceModelBase`, else wrapped in :class:`PluginModel`."""
+    return obj if isinstance(obj, SliceModelBase) else PluginModel(obj)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from annosim.errors import AnnosimError, ConfigError
+from annosim.files import sha256_file
+from annosim.models.base import SliceModelBase, as_model
+from annosim.plugins import import_target
 
 _SAM2_NAMES = tuple(
     f"{gen}-hiera-{size}"
@@ -66,72 +66,61 @@ BUILTINS: dict[str, BuiltinModel] = {
 
 def _import_target(target: str) -> type:
     """Resolve ``module:Class`` or ``path/to/file.py:Class`` to a class."""
-    module_part, sep, attr = target.rpartition(":")
-    if not sep or not module_part or not attr:
+    if ":" not in target:
         raise ConfigError(
             f"model {target!r}: expected a built-in name ({', '.join(BUILTINS)}), "
             "path/to/file.py:Class or package.module:Class"
         )
-    if module_part.endswith(".py") or "/" in module_part or "\\" in module_part:
-        path = Path(module_part).expanduser().resolve()
-        if not path.is_file():
-            raise ConfigError(f"{module_part}: model file not found")
-        digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
-        spec = importlib.util.spec_from_file_location(f"annosim_plugin_{digest}", path)
-        if spec is None or spec.loader is None:
-            raise ConfigError(f"{module_part}: cannot be imported as a Python module")
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:  # user code: report in one line
-            raise ConfigError(f"{module_part}: import failed: {type(exc).__name__}: {exc}") from exc
-    else:
-        try:
-            module = importlib.import_module(module_part)
-        except ModuleNotFoundError as exc:
-            raise ConfigError(f"model module {module_part!r} not found ({exc})") from None
-    try:
-        obj = getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(f"{module_part} has no attribute {attr!r}") from None
+    obj = import_target(target, "model")
     if not inspect.isclass(obj) and not callable(obj):
-        raise ConfigError(f"{target}: {attr!r} is not a class")
+        raise ConfigError(f"{target}: {target.rpartition(':')[2]!r} is not a class")
     return obj
 
 
 def model_class(spec: str) -> type:
     """The class behind a built-in name or a ``module:Class`` / ``file.py:Class`` spec."""
     builtin = BUILTINS.get(spec)
-    return _import_target(builtin.target if builtin is not None else spec)
+    if builtin is None:
+        return _import_target(spec)
+    try:
+        return _import_target(builtin.target)
+    except ConfigError as exc:
+        hint = f" (install the extra: pip install 'annosim[{builtin.extra}]')" if builtin.extra else ""
+        raise ConfigError(f"model {spec!r} is unavailable: {exc}{hint}") from None
 
 
-def load_model(spec: str, args: dict[str, Any] | None = None) -> Any:
+def missing_methods(spec: str, methods: tuple[str, ...] | list[str]) -> list[str]:
+    """Which of the optional ``methods`` the model class behind ``spec`` does not implement
+    (checked on the class, before any model is built or case read)."""
+    cls = model_class(spec)
+    if isinstance(cls, type) and issubclass(cls, SliceModelBase):
+        return [m for m in methods if getattr(cls, m, None) in (None, getattr(SliceModelBase, m, None))]
+    return [m for m in methods if not callable(getattr(cls, m, None))]
+
+
+def load_model(spec: str, args: dict[str, Any] | None = None) -> SliceModelBase:
     """Instantiate the model named by ``spec`` with constructor keyword ``args``.
 
     ``args`` come from ``--model-arg key=value`` (strings) and ``--checkpoint`` (key
-    ``checkpoint``). The object must provide the plugin API (DESIGN section 3).
+    ``checkpoint``). The object must provide the plugin API (``set_volume``, ``start_object``,
+    ``add_clicks``, ``propagate``); one that subclasses nothing is wrapped in
+    :class:`annosim.models.base.PluginModel`. Naming a ``file.py`` runs that file's code.
     """
     args = dict(args or {})
+    cls = model_class(spec)
     builtin = BUILTINS.get(spec)
     if builtin is not None:
-        try:
-            cls = _import_target(builtin.target)
-        except ConfigError as exc:
-            hint = f" (install the extra: pip install 'annosim[{builtin.extra}]')" if builtin.extra else ""
-            raise ConfigError(f"model {spec!r} is unavailable: {exc}{hint}") from None
         args = {**builtin.defaults, **args}
-    else:
-        cls = _import_target(spec)
     try:
         model = cls(**args)
     except AnnosimError:
         raise
     except TypeError as exc:
         raise ConfigError(f"model {spec!r}: bad --model-arg ({exc})") from None
-    missing = [m for m in ("set_volume", "start_object", "add_clicks", "propagate") if not callable(getattr(model, m, None))]
-    if missing:
-        raise ConfigError(f"model {spec!r} lacks the plugin method(s) {', '.join(missing)}")
-    return model
+    try:
+        return as_model(model)
+    except TypeError as exc:
+        raise ConfigError(f"model {spec!r} {exc}") from None
 
 
 def model_identity(spec: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -143,16 +132,6 @@ def model_identity(spec: str, args: dict[str, Any]) -> dict[str, Any]:
     return ident
 
 
-def model_info(model: Any) -> dict[str, Any]:
+def model_info(model: SliceModelBase) -> dict[str, Any]:
     """The model's own description (``describe()``), recorded in run.json as information."""
-    own = getattr(model, "describe", None)
-    return dict(own()) if callable(own) else {"class": type(model).__qualname__}
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+    return dict(model.describe())

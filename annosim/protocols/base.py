@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from annosim.errors import ConfigError
 from annosim.models.base import SliceModel
 
 
@@ -66,8 +67,27 @@ class RoundOutcome:
     model_seconds: float = 0.0
 
 
+class ModelCallError(Exception):
+    """An exception raised inside a model method that a protocol called: the engine records it
+    at stage ``model`` (whatever its type), not ``protocol``. ``cause`` is the original."""
+
+    def __init__(self, method: str, cause: BaseException) -> None:
+        self.method = method
+        self.cause = cause
+        super().__init__(f"{method}: {describe_exception(cause)}")
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for an exception: an annosim error's own message, else ``Type: message``."""
+    from annosim.errors import AnnosimError
+
+    text = " ".join(str(exc).split())
+    return text if isinstance(exc, AnnosimError) else f"{type(exc).__name__}: {text}"
+
+
 class ModelTimer:
-    """Wraps a model and accumulates the wall time of its calls (``seconds``)."""
+    """Wraps a model and accumulates the wall time of its calls (``seconds``); an exception
+    raised inside the model comes out as :class:`ModelCallError`."""
 
     def __init__(self, model: SliceModel) -> None:
         self.model = model
@@ -77,6 +97,8 @@ class ModelTimer:
         t0 = time.perf_counter()
         try:
             return getattr(self.model, method)(*args, **kwargs)
+        except Exception as exc:
+            raise ModelCallError(method, exc) from exc
         finally:
             self.seconds += time.perf_counter() - t0
 
@@ -115,22 +137,57 @@ def propagate_in_frames(call: ModelTimer, fm: np.ndarray) -> np.ndarray:
     return pred if fm.all() else pred & fm[:, None, None]
 
 
+#: Model method each prompt kind needs.
+PROMPT_METHODS: dict[str, str] = {"point": "add_clicks", "box": "add_box", "mask": "add_mask",
+                                  "slice2d": "predict_slice"}
+
+
 class Protocol:
-    """A simulated annotator. Subclasses set :attr:`name` and implement :meth:`run_object`.
+    """A simulated annotator. Subclasses set :attr:`name`, :attr:`params_class` (a frozen
+    dataclass whose defaults match the source) and :attr:`prompt_kinds`, and implement
+    :meth:`run_object` and :attr:`max_rounds`.
 
     ``orientation`` names the orientation the protocol requires (``None``: the user's choice);
-    ``model_options`` are passed to ``model.configure_protocol`` when the model has it.
+    ``model_options`` are passed to ``model.configure_protocol`` before the protocol runs.
     """
 
     name: str = "protocol"
+    params_class: type | None = None
     orientation: str | None = None
     model_options: dict[str, Any] = {}
-    #: Optional model methods the protocol calls (checked before a run starts).
-    requires: tuple[str, ...] = ("add_clicks", "propagate")
+    #: Prompt kinds the protocol gives (keys of :data:`PROMPT_METHODS`).
+    prompt_kinds: tuple[str, ...] = ("point",)
+
+    def __init__(self, params: Any = None) -> None:
+        if self.params_class is not None:
+            self.params = params if params is not None else self.params_class()
+
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any]) -> "Protocol":
+        """The protocol with ``overrides`` (strings from ``--protocol-arg`` are converted) applied
+        to the defaults of :attr:`params_class`."""
+        from annosim.params import coerce_overrides
+
+        if cls.params_class is None:
+            if overrides:
+                raise ConfigError(f"protocol {cls.name!r} has no parameters")
+            return cls()
+        return cls(cls.params_class(**coerce_overrides(cls.params_class, overrides)))
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """Model methods the protocol calls beyond the required ones (checked before a run)."""
+        return tuple(dict.fromkeys(PROMPT_METHODS[k] for k in self.prompt_kinds)) + ("propagate",)
+
+    @property
+    def max_rounds(self) -> int:
+        """The most rounds one object can have under these parameters (written to run.json,
+        read by the report to carry early-stopped objects forward)."""
+        return 1
 
     def describe(self) -> dict[str, Any]:
-        """Name and parameters (the dataclass in ``self.params``, if any), recorded in run.json."""
-        out: dict[str, Any] = {"name": self.name}
+        """Name, rounds and parameters (the dataclass in ``self.params``), recorded in run.json."""
+        out: dict[str, Any] = {"name": self.name, "max_rounds": int(self.max_rounds)}
         params = getattr(self, "params", None)
         if dataclasses.is_dataclass(params) and not isinstance(params, type):
             out["params"] = dataclasses.asdict(params)

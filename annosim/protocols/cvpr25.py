@@ -84,10 +84,14 @@ class Cvpr25(Protocol):
     """Box (z extent + middle-slice 2D box) then 5 error-centre clicks (see module docstring)."""
 
     name = "cvpr25"
-    requires = ("add_box", "add_clicks", "propagate")
+    params_class = Cvpr25Params
+    prompt_kinds = ("box", "point")
+    params: Cvpr25Params
 
-    def __init__(self, params: Cvpr25Params | None = None) -> None:
-        self.params = params or Cvpr25Params()
+    @property
+    def max_rounds(self) -> int:
+        """The box round and one round per click."""
+        return 1 + self.params.clicks
 
     def run_object(
         self,

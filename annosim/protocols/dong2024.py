@@ -42,9 +42,6 @@ from annosim.protocols.prompts import (
 PROMPT_KINDS = ("point", "box", "mask")
 SLICE_CHOICES = ("1", "3", "all")
 
-#: Optional model method each prompt kind calls.
-_METHOD = {"point": "add_clicks", "box": "add_box", "mask": "add_mask"}
-
 
 @dataclass(frozen=True)
 class Dong2024Params:
@@ -85,9 +82,12 @@ class Dong2024(Protocol):
 
     name = "dong2024"
 
-    def __init__(self, params: Dong2024Params | None = None) -> None:
-        self.params = params or Dong2024Params()
-        self.requires = (_METHOD[self.params.prompt], "propagate")
+    params_class = Dong2024Params
+    params: Dong2024Params
+
+    @property
+    def prompt_kinds(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self.params.prompt,)
 
     def run_object(
         self,

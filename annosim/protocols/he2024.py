@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from annosim.metrics import dice_per_slice
+from annosim.params import coerce_overrides
 from annosim.models.base import SliceModel
 from annosim.protocols.base import (
     Prompt,
@@ -96,9 +97,11 @@ class He2024(Protocol):
     """He et al. 2024 iterative click protocol (see module docstring)."""
 
     name = "he2024"
+    params_class = He2024Params
+    params: He2024Params
 
     def __init__(self, params: He2024Params | None = None, *, variant: str = "paper") -> None:
-        self.params = params or He2024Params()
+        super().__init__(params)
         self.variant = variant
         if variant == "vista":
             self.name = "he2024-vista"
@@ -108,8 +111,20 @@ class He2024(Protocol):
         elif variant != "paper":
             raise ValueError(f"unknown he2024 variant {variant!r}")
 
+    @classmethod
+    def from_overrides(cls, overrides: dict[str, Any], variant: str = "paper") -> "He2024":
+        """The paper's defaults (``variant="paper"``) or the reference script's (``"vista"``)
+        with ``overrides`` applied."""
+        base = VISTA_PARAMS if variant == "vista" else He2024Params()
+        return cls(replace(base, **coerce_overrides(He2024Params, overrides)), variant=variant)
+
+    @property
+    def max_rounds(self) -> int:
+        return self.params.rounds
+
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "variant": self.variant, "params": asdict(self.params)}
+        return {"name": self.name, "variant": self.variant, "max_rounds": self.max_rounds,
+                "params": asdict(self.params)}
 
     def with_params(self, **overrides: Any) -> "He2024":
         """A copy with some parameters replaced."""

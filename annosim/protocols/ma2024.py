@@ -50,10 +50,9 @@ class Ma2024Box(Protocol):
     """One GT-tight box on the middle slice, one propagation (see module docstring)."""
 
     name = "ma2024-box"
-    requires = ("add_box", "propagate")
-
-    def __init__(self, params: Ma2024Params | None = None) -> None:
-        self.params = params or Ma2024Params()
+    params_class = Ma2024Params
+    prompt_kinds = ("box",)
+    params: Ma2024Params
 
     def run_object(
         self,

@@ -1,95 +1,119 @@
-"""Protocol registry: names -> factories, with a one-line description and the oracle
-(ground-truth) information each protocol uses."""
+"""The protocol registry: one static table of built-in protocols, each a lazy ``module:Class``
+target with a one-line summary, the ground-truth information it uses (every protocol is an
+oracle in its own way) and its source.
+
+Adding a protocol is one :class:`ProtocolEntry` in :data:`PROTOCOLS` and a module that defines
+a :class:`annosim.protocols.base.Protocol` subclass.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any, Callable
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
 
 from annosim.errors import ConfigError
 from annosim.protocols.base import Protocol
 
 
 @dataclass(frozen=True)
-class ProtocolInfo:
-    """Registry entry: ``factory(**overrides)`` builds the protocol."""
+class ProtocolEntry:
+    """One registered protocol: ``target`` is ``module:Class``; ``options`` are passed to the
+    class's ``from_overrides`` beside the user's parameter overrides."""
 
     name: str
-    factory: Callable[..., Protocol]
+    target: str
     summary: str
     uses_gt: str
     source: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def protocol_class(self) -> type[Protocol]:
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def build(self, overrides: dict[str, Any]) -> Protocol:
+        return self.protocol_class().from_overrides(overrides, **self.options)
 
 
-def _he2024(**overrides: Any) -> Protocol:
-    from annosim.params import coerce_overrides
-    from annosim.protocols.he2024 import He2024, He2024Params
+PROTOCOLS: tuple[ProtocolEntry, ...] = (
+    ProtocolEntry(
+        "he2024", "annosim.protocols.he2024:He2024",
+        "He et al. 2024 (paper text): centre click, up to 5 clicks in all on its slice, then up to 7 "
+        "rounds of up to 3 clicks on the worst slice; best of 8 rounds.",
+        "GT clicks (error regions), worst slice by GT Dice, best-of-rounds",
+        "He et al. 2024, arXiv:2408.11210, section 2",
+    ),
+    ProtocolEntry(
+        "he2024-vista", "annosim.protocols.he2024:He2024",
+        "He et al. 2024 as the reference script ran it: scalar-mean centres, 4 clicks with reset on "
+        "the start slice, replacing clicks, JPEG frames as stored.",
+        "GT clicks (error regions), worst slice by GT Dice, best-of-rounds",
+        "Project-MONAI/VISTA val_multigpu_sam2_point_iterative.py",
+        options={"variant": "vista"},
+    ),
+    ProtocolEntry(
+        "ma2024-box", "annosim.protocols.ma2024:Ma2024Box",
+        "Ma et al. 2024: one GT-tight box on the object's middle slice, one propagation.",
+        "GT box on the middle slice of the GT z extent",
+        "Ma et al. 2024, arXiv:2408.03322 (reviewed in He et al. 2024)",
+    ),
+    ProtocolEntry(
+        "shen2024-points", "annosim.protocols.shen2024:Shen2024Points",
+        "Shen et al. 2024: up to 5 iterative clicks on the centre slice (he2024 initial-slice rule), "
+        "one propagation.",
+        "GT clicks (error regions) on the GT-centre slice",
+        "Shen et al. 2024, arXiv:2408.02635 (reviewed in He et al. 2024)",
+    ),
+    ProtocolEntry(
+        "shen2024-mask", "annosim.protocols.shen2024:Shen2024Mask",
+        "Shen et al. 2024: the GT mask of the centre slice as the prompt, one propagation.",
+        "GT mask of the GT-centre slice",
+        "Shen et al. 2024, arXiv:2408.02635 (reviewed in He et al. 2024)",
+    ),
+    ProtocolEntry(
+        "dong2024", "annosim.protocols.dong2024:Dong2024",
+        "Dong et al. 2024: a point at the deepest pixel of the largest 2D component (or a box, or the "
+        "mask) on 1, 3 evenly spaced, or all slices; one propagation.",
+        "GT points/boxes/masks on slices chosen from the GT z extent",
+        "Dong et al. 2024, arXiv:2408.00756 (reviewed in He et al. 2024)",
+    ),
+    ProtocolEntry(
+        "zhu2024", "annosim.protocols.zhu2024:Zhu2024",
+        "Zhu et al. 2024: each GT slice prompted with probability 0.25 (GT box or random GT point); "
+        "one propagation.",
+        "GT boxes or points on randomly drawn GT slices",
+        "Zhu et al. 2024 (Medical SAM 2), arXiv:2408.00874 (reviewed in He et al. 2024)",
+    ),
+    ProtocolEntry(
+        "cvpr25", "annosim.protocols.cvpr25:Cvpr25",
+        "CVPR 2025 interactive 3D challenge: 3D box (z-extent crop + middle-slice 2D box), then 5 "
+        "clicks at the deepest voxel of the largest 3D error component; 6 rounds.",
+        "z-extent crop, GT box, GT clicks (3D error components)",
+        "CVPR25_iter_eval.py, JunMa11/CVPR-MedSegFMCompetition",
+    ),
+    ProtocolEntry(
+        "ritm-noc", "annosim.protocols.ritm:RitmNoc",
+        "RITM-style NoC: one click per round at the deepest point of the larger error on the worst "
+        "slice until Dice 0.90 or 20 clicks (NoC@85/@90).",
+        "GT clicks (deepest error), worst slice by GT Dice, stop at a GT Dice target",
+        "Sofiiuk et al. 2022, arXiv:2102.06583 (RITM clicker)",
+    ),
+)
+_BY_NAME = {e.name: e for e in PROTOCOLS}
 
-    return He2024(He2024Params(**coerce_overrides(He2024Params, overrides)))
 
-
-def _he2024_vista(**overrides: Any) -> Protocol:
-    from annosim.params import coerce_overrides
-    from annosim.protocols.he2024 import VISTA_PARAMS, He2024, He2024Params
-
-    params = dataclasses.replace(VISTA_PARAMS, **coerce_overrides(He2024Params, overrides))
-    return He2024(params, variant="vista")
-
-
-_REGISTRY: dict[str, ProtocolInfo] = {
-    info.name: info
-    for info in (
-        ProtocolInfo(
-            "he2024",
-            _he2024,
-            "He et al. 2024 (paper text): centre click + up to 5 clicks on the start slice, "
-            "then up to 7 rounds of 3 clicks on the worst slice; best of 8 rounds.",
-            "GT clicks (error regions), worst slice by GT Dice, best-of-rounds",
-            "He et al. 2024, arXiv:2408.11210, section 2",
-        ),
-        ProtocolInfo(
-            "he2024-vista",
-            _he2024_vista,
-            "He et al. 2024 as the reference script ran it: scalar-mean centres, 4 clicks with "
-            "reset on the start slice, replacing clicks, JPEG frames as stored.",
-            "GT clicks (error regions), worst slice by GT Dice, best-of-rounds",
-            "Project-MONAI/VISTA val_multigpu_sam2_point_iterative.py",
-        ),
-    )
-}
-
-
-def register(info: ProtocolInfo) -> None:
-    """Add a protocol to the registry (used by protocol modules and plugins)."""
-    _REGISTRY[info.name] = info
-
-
-def list_protocols() -> list[ProtocolInfo]:
-    """Registered protocols in registration order."""
-    _load_builtin_extras()
-    return list(_REGISTRY.values())
+def list_protocols() -> list[ProtocolEntry]:
+    """Registered protocols in table order."""
+    return list(PROTOCOLS)
 
 
 def get_protocol(name: str, **overrides: Any) -> Protocol:
     """Build protocol ``name`` with parameter ``overrides`` (strings are converted)."""
-    _load_builtin_extras()
-    info = _REGISTRY.get(name)
-    if info is None:
-        known = ", ".join(_REGISTRY)
-        raise ConfigError(f"unknown protocol {name!r}; known protocols: {known}")
+    entry = _BY_NAME.get(name)
+    if entry is None:
+        raise ConfigError(f"unknown protocol {name!r}; known protocols: {', '.join(_BY_NAME)}")
     try:
-        return info.factory(**overrides)
-    except TypeError as exc:
+        return entry.build(overrides)
+    except (TypeError, ValueError) as exc:
         raise ConfigError(f"protocol {name!r}: {exc}") from None
-    except ValueError as exc:
-        raise ConfigError(f"protocol {name!r}: {exc}") from None
-
-
-def _load_builtin_extras() -> None:
-    """Import protocol modules that register themselves (other published protocols)."""
-    try:
-        import annosim.protocols.published  # noqa: F401
-    except ModuleNotFoundError as exc:
-        if exc.name != "annosim.protocols.published":
-            raise

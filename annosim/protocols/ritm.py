@@ -101,10 +101,13 @@ class RitmNoc(Protocol):
     docstring)."""
 
     name = "ritm-noc"
-    requires = ("add_clicks", "propagate")
+    params_class = RitmParams
+    params: RitmParams
 
-    def __init__(self, params: RitmParams | None = None) -> None:
-        self.params = params or RitmParams()
+    @property
+    def max_rounds(self) -> int:
+        """One round per click, up to the click budget."""
+        return self.params.max_clicks
 
     def run_object(
         self,

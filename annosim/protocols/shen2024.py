@@ -61,10 +61,11 @@ class Shen2024Points(Protocol):
     """Up to 5 iterative clicks on the centre slice, one propagation (see module docstring)."""
 
     name = "shen2024-points"
-    requires = ("add_clicks", "propagate")
+    params_class = Shen2024PointsParams
+    params: Shen2024PointsParams
 
     def __init__(self, params: Shen2024PointsParams | None = None) -> None:
-        self.params = params or Shen2024PointsParams()
+        super().__init__(params)
         p = self.params
         self._he = He2024(
             He2024Params(rounds=1, initial_clicks=p.clicks, erosion=p.erosion, center_rule=p.center_rule)
@@ -89,10 +90,9 @@ class Shen2024Mask(Protocol):
     """The ground-truth mask of the centre slice, one propagation (see module docstring)."""
 
     name = "shen2024-mask"
-    requires = ("add_mask", "propagate")
-
-    def __init__(self, params: Shen2024MaskParams | None = None) -> None:
-        self.params = params or Shen2024MaskParams()
+    params_class = Shen2024MaskParams
+    prompt_kinds = ("mask",)
+    params: Shen2024MaskParams
 
     def run_object(
         self,

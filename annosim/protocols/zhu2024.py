@@ -76,9 +76,12 @@ class Zhu2024(Protocol):
 
     name = "zhu2024"
 
-    def __init__(self, params: Zhu2024Params | None = None) -> None:
-        self.params = params or Zhu2024Params()
-        self.requires = ("add_box" if self.params.prompt == "box" else "add_clicks", "propagate")
+    params_class = Zhu2024Params
+    params: Zhu2024Params
+
+    @property
+    def prompt_kinds(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (self.params.prompt,)
 
     def run_object(
         self,

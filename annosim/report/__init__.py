@@ -2,5 +2,5 @@
 and scoring of precomputed segmentations (DESIGN section 7).
 
 Entry points: :func:`annosim.report.build.build_report`,
-:func:`annosim.report.compare.compare_runs`, :func:`annosim.report.score.score_predictions`.
+:func:`annosim.report.compare.compare_runs`, :func:`annosim.engine.score.score_predictions`.
 """

@@ -12,7 +12,9 @@ import pandas as pd
 
 from annosim import __version__
 from annosim.errors import InputError
-from annosim.report import figures, qc, score, sensitivity, stats, table1, tables
+from annosim.engine import score
+from annosim.metrics.registry import Metric
+from annosim.report import figures, qc, sensitivity, stats, table1, tables
 from annosim.report.results_io import RunResults, load_predictions, read_runs
 from annosim.report.html import Page
 
@@ -70,9 +72,19 @@ def analyse(runs: list[RunResults], config: stats.StatsConfig) -> dict[str, pd.D
     if not full:
         raise InputError(runs[0].path if runs else None, "no rounds recorded in any results folder")
     allr = pd.concat(full, ignore_index=True)
-    objects = stats.object_table(allr, config.noc_thresholds)
-    return {"rounds": allr, "objects": objects, "summary": stats.summarize(objects, config),
+    metrics = run_metrics(runs)
+    objects = stats.object_table(allr, config.noc_thresholds, metrics)
+    return {"rounds": allr, "objects": objects, "summary": stats.summarize(objects, config, metrics),
             "curves": stats.curves(allr)}
+
+
+def run_metrics(runs: list[RunResults]) -> tuple[Metric, ...]:
+    """The metrics of several runs: each column once, in the order the runs list them."""
+    seen: dict[str, Metric] = {}
+    for run in runs:
+        for m in run.metrics:
+            seen.setdefault(m.column, m)
+    return tuple(seen.values())
 
 
 def _qc_images(runs: list[RunResults], objects: pd.DataFrame, out: Path, cfg: ReportConfig) -> tuple[list[tuple[str, Path]], list[str]]:
@@ -206,7 +218,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     summary = res["summary"]
     written: dict[str, dict[str, Path]] = {}
     notes = tables.summary_notes(summary, config.stats.n_boot, config.stats.seed)
-    written["summary"] = tables.write_table(summary, tables.summary_display(summary), out, "summary",
+    written["summary"] = tables.write_table(summary, tables.summary_display(summary, run_metrics(runs)), out, "summary",
                                             "Summary per dataset, structure, setting, model and protocol", notes)
     view = table1.table1_view(summary, config.paper_datasets)
     order = list(dict.fromkeys(zip(res["rounds"]["model"], res["rounds"]["protocol"])))  # as the runs were given
@@ -241,7 +253,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     page.heading("Runs", anchor="runs")
     page.raw(tables.to_html(_run_rows(runs)))
     page.heading("Summary", anchor="summary")
-    page.raw(tables.to_html(tables.summary_display(summary), notes))
+    page.raw(tables.to_html(tables.summary_display(summary, run_metrics(runs)), notes))
     page.links([p for p in written["summary"].values()] + [objects_csv])
     page.heading("Mean Dice vs number of annotated slices", anchor="figures")
     for f in figs:

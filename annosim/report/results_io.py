@@ -1,12 +1,13 @@
-"""Reading results folders (DESIGN section 4, Contract) into tables the report works on.
+"""Reading results folders into tables the report works on.
 
-A results folder holds ``run.json``, ``rounds.csv``, ``prompts.jsonl`` and ``errors.jsonl``; an
-optional ``predictions/`` folder holds the per-round predictions that QC images outline (see
-:func:`prediction_path`).
+A results folder holds ``run.json``, ``rounds.csv``, ``prompts.jsonl`` and ``errors.jsonl`` (the
+names and columns of :mod:`annosim.schema`; the metric columns listed in run.json's ``metrics``);
+an optional ``predictions/`` folder holds the per-round predictions that QC images outline.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -17,18 +18,24 @@ import numpy as np
 import pandas as pd
 
 from annosim.errors import InputError
-
-#: Columns of rounds.csv, in the order the runner writes them.
-ROUND_COLUMNS: tuple[str, ...] = (
-    "case", "label", "label_name", "setting", "protocol", "round", "annotated_slices", "clicks",
-    "dice", "nsd", "hd95", "fp_slices", "gt_slices", "model_seconds",
+from annosim.metrics.registry import Metric, column_info
+from annosim.results import ROUND_COLUMNS, read_jsonl  # noqa: F401 (ROUND_COLUMNS re-exported)
+from annosim.schema import (
+    EFFORT_COLUMNS,
+    ERRORS_JSONL,
+    INT_COLUMNS,
+    KEY_COLUMNS,
+    OBJECT_KEY,
+    PROMPTS_JSONL,
+    ROUNDS_CSV,
+    RUN_JSON,
+    TEXT_COLUMNS,
+    UnitKey,
+    prediction_path as _prediction_path,
 )
+
 #: Columns that must be present (``protocol`` may be filled in from run.json).
-REQUIRED_COLUMNS: tuple[str, ...] = tuple(c for c in ROUND_COLUMNS if c != "protocol")
-#: Columns identifying one object in one setting under one protocol.
-OBJECT_KEY: tuple[str, ...] = ("case", "label", "setting", "protocol")
-_FLOAT_COLUMNS = ("dice", "nsd", "hd95", "model_seconds")
-_INT_COLUMNS = ("label", "round", "annotated_slices", "clicks", "fp_slices", "gt_slices")
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(c for c in KEY_COLUMNS + EFFORT_COLUMNS if c != "protocol")
 
 
 @dataclass
@@ -42,8 +49,8 @@ class RunResults:
     meta : dict
         ``run.json`` as read.
     rounds : DataFrame
-        ``rounds.csv`` with the columns of :data:`ROUND_COLUMNS` plus ``dataset``, ``model``,
-        ``variant`` (from run.json) and ``run`` (the folder name).
+        ``rounds.csv`` (typed columns) plus ``dataset``, ``model``, ``variant`` (from run.json)
+        and ``run`` (the folder name).
     errors : list of dict
         ``errors.jsonl`` records.
     """
@@ -63,24 +70,24 @@ class RunResults:
         """The model label used in tables (:func:`model_label`)."""
         return model_label(self.meta)
 
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        """The run's metric entries (run.json ``metrics``; the built-ins for older folders)."""
+        return metric_entries(self.meta)
+
     def prompts(self) -> list[dict[str, Any]]:
         """Records of ``prompts.jsonl`` (empty when the file is absent)."""
-        return read_jsonl(self.path / "prompts.jsonl")
+        return read_jsonl(self.path / PROMPTS_JSONL)
 
     def max_rounds(self, protocol: str) -> int:
-        """Rounds each object of ``protocol`` is carried forward to.
-
-        The protocol's ``rounds``/``max_rounds`` parameter in run.json when given, else the most
-        rounds any object of that protocol reached.
-        """
+        """Rounds each object of ``protocol`` is carried forward to: the protocol's
+        ``max_rounds`` recorded in run.json, else (a folder without it) the most rounds any
+        object of that protocol reached."""
         for p in self.meta.get("protocols", []) or []:
             if isinstance(p, dict) and p.get("name") == protocol:
-                params = p.get("params") if isinstance(p.get("params"), dict) else {}
-                for src in (p, params):
-                    for key in ("max_rounds", "rounds", "n_rounds"):
-                        value = src.get(key)
-                        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                            return int(value)
+                value = p.get("max_rounds")
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    return int(value)
         sub = self.rounds.loc[self.rounds["protocol"] == protocol, "round"]
         return int(sub.max()) if len(sub) else 1
 
@@ -95,25 +102,10 @@ class RunResults:
         return "canonical"
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Objects of a JSON-lines file, one per non-empty line; ``[]`` when the file is absent."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    out: list[dict[str, Any]] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(path, f"line {lineno} is not JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise InputError(path, f"line {lineno} is not a JSON object")
-            out.append(obj)
-    return out
+def metric_entries(meta: dict[str, Any]) -> tuple[Metric, ...]:
+    """Metric entries of a results folder from its run.json (the built-ins when not recorded)."""
+    described = meta.get("metrics")
+    return column_info(described if isinstance(described, list) else None)
 
 
 def dataset_name(meta: dict[str, Any], path: Path | None = None) -> str:
@@ -180,7 +172,7 @@ def read_run(path: str | Path, dataset: str | None = None) -> RunResults:
     path = Path(path)
     if not path.is_dir():
         raise InputError(path, "not a folder (expected an annosim results folder)")
-    run_json = path / "run.json"
+    run_json = path / RUN_JSON
     if not run_json.exists():
         raise InputError(path, "no run.json: not an annosim results folder")
     try:
@@ -189,42 +181,52 @@ def read_run(path: str | Path, dataset: str | None = None) -> RunResults:
         raise InputError(run_json, f"not valid JSON ({exc.msg})") from None
     if not isinstance(meta, dict):
         raise InputError(run_json, "expected a JSON object")
-    rounds = read_rounds(path / "rounds.csv", meta)
+    rounds = read_rounds(path / ROUNDS_CSV, meta)
     rounds["dataset"] = dataset or dataset_name(meta, path)
     rounds["model"] = model_label(meta)
     variants = _variants(meta)
     rounds["variant"] = [variants.get(p, "") for p in rounds["protocol"]]
     rounds["run"] = path.name
-    return RunResults(path=path, meta=meta, rounds=rounds, errors=read_jsonl(path / "errors.jsonl"))
+    return RunResults(path=path, meta=meta, rounds=rounds, errors=read_jsonl(path / ERRORS_JSONL))
 
 
 def read_rounds(path: Path, meta: dict[str, Any] | None = None) -> pd.DataFrame:
-    """``rounds.csv`` as a DataFrame with typed columns (ints, floats; ``hd95`` may be NaN).
+    """``rounds.csv`` as a DataFrame with typed columns (ints; floats, NaN where undefined).
 
-    A missing ``protocol`` column is filled with the single protocol named in run.json.
-    Duplicate (case, label, setting, protocol, round) rows are an error.
+    The metric columns are those run.json lists (``meta``); columns beyond the known ones are
+    read as floats. A missing ``protocol`` column is filled with the single protocol named in
+    run.json. Duplicate (case, label, setting, protocol, round) rows are an error.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(path, "missing (no rounds were recorded)")
+    metrics = metric_entries(meta or {})
+    int_cols = INT_COLUMNS + tuple(m.column for m in metrics if m.integer)
     try:
-        df = pd.read_csv(path, dtype={"case": str, "label_name": str, "setting": str, "protocol": str},
-                         keep_default_na=False, na_values={c: ["nan", "NaN", ""] for c in _FLOAT_COLUMNS})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        with path.open(newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh), [])
+        df = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False,
+                         na_values={c: ["nan", "NaN", ""] for c in header if c not in TEXT_COLUMNS})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(path, f"cannot be parsed as CSV ({str(exc).splitlines()[0]})") from None
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    missing = [c for c in REQUIRED_COLUMNS + tuple(m.column for m in metrics) if c not in df.columns]
     if missing:
         raise InputError(path, f"missing column(s) {', '.join(missing)}")
     if "protocol" not in df.columns:
         protocols = [p.get("name") for p in (meta or {}).get("protocols", []) or [] if isinstance(p, dict)]
         if len(protocols) != 1:
             raise InputError(path, "no protocol column and run.json does not name exactly one protocol")
-        df.insert(ROUND_COLUMNS.index("protocol"), "protocol", str(protocols[0]))
+        df.insert(KEY_COLUMNS.index("protocol"), "protocol", str(protocols[0]))
+    for c in TEXT_COLUMNS:
+        df[c] = df[c].astype(str)
     try:
-        for c in _INT_COLUMNS:
-            df[c] = pd.to_numeric(df[c], errors="raise").astype(np.int64)
-        for c in _FLOAT_COLUMNS:
-            df[c] = pd.to_numeric(df[c], errors="raise").astype(np.float64)
+        for c in df.columns:
+            if c in TEXT_COLUMNS:
+                continue
+            if c in int_cols:
+                df[c] = pd.to_numeric(df[c], errors="raise").astype(np.int64)
+            else:
+                df[c] = pd.to_numeric(df[c], errors="raise").astype(np.float64)
     except (ValueError, TypeError) as exc:
         raise InputError(path, f"non-numeric value in a numeric column ({exc})") from None
     if (df["round"] < 1).any():
@@ -234,8 +236,7 @@ def read_rounds(path: Path, meta: dict[str, Any] | None = None) -> pd.DataFrame:
         row = df.loc[dup].iloc[0]
         raise InputError(path, f"duplicate row for case {row['case']} label {row['label']} "
                                f"setting {row['setting']} round {row['round']}")
-    extra = [c for c in df.columns if c not in ROUND_COLUMNS]
-    return df[list(ROUND_COLUMNS) + extra].sort_values(list(OBJECT_KEY) + ["round"]).reset_index(drop=True)
+    return df.sort_values(list(OBJECT_KEY) + ["round"]).reset_index(drop=True)
 
 
 def read_runs(paths: list[str | Path], dataset: str | None = None) -> list[RunResults]:
@@ -257,10 +258,9 @@ def read_runs(paths: list[str | Path], dataset: str | None = None) -> list[RunRe
 # -- predictions saved by ``annosim run --save-predictions`` ------------------------------------
 
 def prediction_path(run_dir: Path, case: str, label: int, setting: str, protocol: str) -> Path:
-    """Where ``annosim run --save-predictions`` keeps one object's predictions:
-    ``predictions/<case>/<protocol>__<label>__<setting>.npz`` with one bool (Z, Y, X) array
-    ``round_K`` per round K, in the run's orientation."""
-    return Path(run_dir) / "predictions" / str(case) / f"{protocol}__{int(label)}__{setting}.npz"
+    """Where ``annosim run --save-predictions`` keeps one object's predictions
+    (:func:`annosim.schema.prediction_path`)."""
+    return _prediction_path(run_dir, UnitKey(str(case), int(label), setting, protocol))
 
 
 def load_predictions(run_dir: Path, case: str, label: int, setting: str, protocol: str) -> dict[int, np.ndarray]:

@@ -21,14 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from annosim.report.results_io import OBJECT_KEY
+from annosim.metrics.registry import BUILTIN, Metric
+from annosim.schema import INT_COLUMNS, OBJECT_KEY
 
 #: z of the two-sided 95% normal interval, as the paper plots (mean +/- 1.96 SEM).
 Z95 = 1.96
 #: Columns that identify one group of a summary (a row of the paper's Table 1, per setting).
 GROUP_KEY: tuple[str, ...] = ("dataset", "label_name", "setting", "model", "protocol")
-_CARRIED_COLUMNS = ("label_name", "annotated_slices", "clicks", "dice", "nsd", "hd95", "fp_slices",
-                    "gt_slices", "dataset", "model", "variant", "run")
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ def carry_forward(rounds: pd.DataFrame, max_rounds: dict[str, int] | int | None 
         pieces.append(merged)
     out = pd.concat(pieces, ignore_index=True)
     out = out[list(rounds.columns) + ["carried"]]
-    for c in ("label", "annotated_slices", "clicks", "fp_slices", "gt_slices"):
+    for c in INT_COLUMNS + tuple(m.column for m in BUILTIN if m.integer):
         if c in out.columns:
             out[c] = out[c].astype(np.int64)
     return out.reset_index(drop=True)
@@ -156,14 +155,16 @@ def noc(dice_by_round: np.ndarray, tau: float) -> tuple[int, bool]:
     return int(d.size), False
 
 
-def object_table(full: pd.DataFrame, noc_thresholds: tuple[float, ...] = (0.80, 0.90)) -> pd.DataFrame:
+def object_table(full: pd.DataFrame, noc_thresholds: tuple[float, ...] = (0.80, 0.90),
+                 metrics: tuple[Metric, ...] = BUILTIN) -> pd.DataFrame:
     """One row per object from a carried-forward table (:func:`carry_forward`).
 
     Columns: the group and object keys, ``rounds`` (rounds actually recorded), ``max_rounds``,
     ``early_stopped``, ``first_dice`` (round 1), ``final_dice`` (last round, carried),
     ``best_dice`` (max over rounds), ``best_round``, ``auc_dice`` (mean Dice over rounds 1..R),
-    ``final_nsd``, ``final_hd95``, ``final_fp_slices``, ``gt_slices``, ``clicks`` (final),
-    ``annotated_slices`` (final), ``model_seconds`` (sum), and ``noc80``/``noc80_reached`` etc.
+    ``final_<column>`` for every other metric of ``metrics`` (``final_nsd``, ``final_hd95``,
+    ``final_fp_slices``, ``final_gt_slices``...), ``clicks`` (final), ``annotated_slices``
+    (final), ``model_seconds`` (sum), and ``noc80``/``noc80_reached`` etc.
     """
     key = [c for c in ("dataset", "model", "run") + OBJECT_KEY if c in full.columns]
     f = full.sort_values(key + ["round"], kind="mergesort").reset_index(drop=True)
@@ -184,11 +185,11 @@ def object_table(full: pd.DataFrame, noc_thresholds: tuple[float, ...] = (0.80, 
     out["best_dice"] = g["dice"].max()
     out["best_round"] = f.loc[g["dice"].idxmax().to_numpy(), "round"].to_numpy(np.int64)
     out["auc_dice"] = g["dice"].mean()
-    out["final_nsd"] = last["nsd"].astype(np.float64)
-    out["final_hd95"] = last["hd95"].astype(np.float64)
-    for src, dst in (("fp_slices", "final_fp_slices"), ("gt_slices", "gt_slices"), ("clicks", "clicks"),
-                     ("annotated_slices", "annotated_slices")):
-        out[dst] = last[src].astype(np.int64)
+    for m in metrics:
+        if m.column != "dice" and m.column in last.columns:
+            out[f"final_{m.column}"] = last[m.column].astype(np.int64 if m.integer else np.float64)
+    for c in ("clicks", "annotated_slices"):
+        out[c] = last[c].astype(np.int64)
     out["model_seconds"] = g["model_seconds"].sum()
     for tau in noc_thresholds:
         tag = f"noc{int(round(tau * 100))}"
@@ -198,16 +199,18 @@ def object_table(full: pd.DataFrame, noc_thresholds: tuple[float, ...] = (0.80, 
     return out.reset_index()
 
 
-def summarize(objects: pd.DataFrame, config: StatsConfig = StatsConfig()) -> pd.DataFrame:
+def summarize(objects: pd.DataFrame, config: StatsConfig = StatsConfig(),
+              metrics: tuple[Metric, ...] = BUILTIN) -> pd.DataFrame:
     """Summary per dataset x structure x setting x model x protocol (DESIGN section 7).
 
     Columns: ``dataset, structure (label_name), setting, model, protocol, variant, n,
     early_stopped`` (objects carried forward), ``best_dice`` (mean best-of-rounds Dice, the
     paper's Table 1 statistic), ``best_sem, best_ci_lo, best_ci_hi`` (mean -/+ 1.96 SEM),
     ``best_boot_lo, best_boot_hi`` (seeded percentile bootstrap), ``first_dice, final_dice,
-    auc_dice`` (mean Dice over rounds), ``noc80, noc80_failed, noc90, noc90_failed``,
-    ``fp_slices`` (mean final fp_slices), ``nsd`` (mean final NSD), ``hd95`` (mean final HD95
-    over objects where it is defined), ``hd95_undefined`` (objects with an empty prediction).
+    auc_dice`` (mean Dice over rounds), ``noc80, noc80_failed, noc90, noc90_failed``, then
+    for every other metric of ``metrics`` its final round reduced as the metric says: ``mean``
+    (``fp_slices``, ``nsd``) or ``nanmean`` with a count of undefined values (``hd95`` over objects
+    with a non-empty prediction and ``hd95_undefined``; user metrics likewise).
     """
     group = [c for c in GROUP_KEY if c in objects.columns]
     rows = []
@@ -217,7 +220,6 @@ def summarize(objects: pd.DataFrame, config: StatsConfig = StatsConfig()) -> pd.
         best = sub["best_dice"].to_numpy(np.float64)
         mean, sem, lo, hi = mean_sem_ci(best)
         blo, bhi = bootstrap_ci(best, config.n_boot, config.seed, config.level)
-        hd = sub["final_hd95"].to_numpy(np.float64)
         row.update(
             n=int(len(sub)),
             early_stopped=int(sub["early_stopped"].sum()),
@@ -231,12 +233,16 @@ def summarize(objects: pd.DataFrame, config: StatsConfig = StatsConfig()) -> pd.
             tag = f"noc{int(round(tau * 100))}"
             row[tag] = float(sub[tag].mean())
             row[f"{tag}_failed"] = int((~sub[f"{tag}_reached"].astype(bool)).sum())
-        row.update(
-            fp_slices=float(sub["final_fp_slices"].mean()),
-            nsd=float(sub["final_nsd"].mean()),
-            hd95=float(np.nanmean(hd)) if np.isfinite(hd).any() else float("nan"),
-            hd95_undefined=int((~np.isfinite(hd)).sum()),
-        )
+        for m in metrics:
+            col = f"final_{m.column}"
+            if m.column == "dice" or m.summary == "none" or col not in sub.columns:
+                continue
+            values = sub[col].to_numpy(np.float64)
+            if m.summary == "mean":
+                row[m.column] = float(values.mean())
+            else:
+                row[m.column] = float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+                row[f"{m.column}_undefined"] = int((~np.isfinite(values)).sum())
         rows.append(row)
     out = pd.DataFrame(rows)
     return out.rename(columns={"label_name": "structure"})

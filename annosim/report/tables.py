@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from annosim.metrics.registry import BUILTIN, Metric
+
 from annosim.report.sensitivity import Sensitivity, uses_gt
 from annosim.report.table1 import PAPER_METHODS
 
@@ -57,11 +59,12 @@ def _protocol_label(protocol: str, variant: str) -> str:
     return protocol if not variant or variant in protocol else f"{protocol} ({variant})"
 
 
-def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
-    """Display strings of a summary (:func:`annosim.report.stats.summarize`)."""
+def summary_display(summary: pd.DataFrame, metrics: tuple[Metric, ...] = BUILTIN) -> pd.DataFrame:
+    """Display strings of a summary (:func:`annosim.report.stats.summarize`); one column per
+    summarised metric of ``metrics`` after the Dice statistics."""
     rows = []
     for _, r in summary.iterrows():
-        rows.append({
+        row = {
             "Dataset": r["dataset"],
             "Structure": r["structure"],
             "Setting": r["setting"],
@@ -77,10 +80,11 @@ def summary_display(summary: pd.DataFrame) -> pd.DataFrame:
             "Mean over rounds": fmt(r["auc_dice"]),
             "NoC@80": f"{fmt(r['noc80'], 2)} ({fmt(r['noc80_failed'])} not)",
             "NoC@90": f"{fmt(r['noc90'], 2)} ({fmt(r['noc90_failed'])} not)",
-            "FP slices": fmt(r["fp_slices"], 2),
-            "NSD": fmt(r["nsd"]),
-            "HD95 mm": fmt(r["hd95"], 1),
-        })
+        }
+        for m in metrics:
+            if m.column != "dice" and m.column in summary.columns:
+                row[m.label or m.column] = fmt(r[m.column], m.digits)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 

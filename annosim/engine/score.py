@@ -11,7 +11,6 @@ cleared elsewhere, as an interactive run's video would be), so ``fp_slices`` is 
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from annosim.errors import ConfigError, InputError
-from annosim.metrics import round_metrics
+from annosim.metrics.registry import MetricSet
 from annosim.results import provenance
-from annosim.runner import SETTINGS
+from annosim.schema import SETTINGS, ErrorRecord, RoundRow, UnitKey, round_columns
 
 #: Protocol name of scored automatic segmentations.
 PROTOCOL = "automatic"
@@ -85,13 +84,14 @@ def parse_label_map(text: str | None) -> dict[int, int]:
 
 def score_case(case: Any, pred: np.ndarray, labels: Sequence[int], settings: Sequence[str] = SETTINGS,
                nsd_tolerance: float = 2.0, surface: bool = True,
-               label_map: dict[int, int] | None = None) -> dict[tuple[int, str], dict[str, Any]]:
+               label_map: dict[int, int] | None = None,
+               metrics: MetricSet = MetricSet()) -> dict[tuple[int, str], dict[str, Any]]:
     """Rows of rounds.csv for one case: ``{(label, setting): row}``.
 
     ``case`` is an :class:`annosim.data.case.Case`; ``pred`` an integer (Z, Y, X) label map on
     the same grid.
     """
-    from annosim.runner import setting_frames
+    from annosim.engine.unit import setting_frames
 
     if pred.shape != case.label.shape:
         raise InputError(case.sources.get("label"), f"prediction shape {pred.shape} != label shape {case.label.shape}")
@@ -107,13 +107,9 @@ def score_case(case: Any, pred: np.ndarray, labels: Sequence[int], settings: Seq
                 keep = np.zeros(p.shape[0], dtype=bool)
                 keep[frames] = True
                 p = p_all & keep[:, None, None]
-            m = round_metrics(p, gt, case.spacing, nsd_tolerance, surface=surface)
-            rows[(int(label), setting)] = {
-                "case": case.case_id, "label": int(label), "label_name": case.name_of(label),
-                "setting": setting, "protocol": PROTOCOL, "round": 1, "annotated_slices": 0, "clicks": 0,
-                "dice": float(m["dice"]), "nsd": float(m["nsd"]), "hd95": float(m["hd95"]),
-                "fp_slices": int(m["fp_slices"]), "gt_slices": int(m["gt_slices"]), "model_seconds": 0.0,
-            }
+            values = metrics.compute(p, gt, case.spacing, nsd_tolerance, surface=surface)
+            row = RoundRow(case.case_id, int(label), case.name_of(label), setting, PROTOCOL, 1, 0, 0, values, 0.0)
+            rows[(int(label), setting)] = row.record()
     return rows
 
 
@@ -121,14 +117,14 @@ def score_predictions(pred_dir: str | Path, data_spec: str, out: str | Path, *, 
                       settings: Sequence[str] = SETTINGS, labels: Sequence[str | int] | None = None,
                       nsd_tolerance: float = 2.0, surface: bool = True, orientation: str = "canonical",
                       layout: str | None = None, data_root: str | None = None, split: str | None = None,
-                      label_map: dict[int, int] | None = None) -> ScoreSummary:
+                      label_names: str | None = None, label_map: dict[int, int] | None = None, metric_specs: Sequence[str] = ()) -> ScoreSummary:
     """Score every case of ``data_spec`` that has a prediction in ``pred_dir``; write (or resume)
     the results folder ``out``. Cases without a prediction, unreadable files and grid mismatches
     go to errors.jsonl; the others are scored.
     """
     from annosim.data.layouts import open_dataset
-    from annosim.results import ResultsFolder, UnitKey
-    from annosim.runner import resolve_labels
+    from annosim.engine.case import resolve_labels
+    from annosim.results import ResultsFolder
 
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
@@ -136,9 +132,10 @@ def score_predictions(pred_dir: str | Path, data_spec: str, out: str | Path, *, 
     for s in settings:
         if s not in SETTINGS:
             raise ConfigError(f"unknown setting {s!r}; expected one of {', '.join(SETTINGS)}")
-    dataset = open_dataset(data_spec, layout=layout, data_root=data_root, split=split)
+    metrics = MetricSet.with_user(metric_specs)
+    dataset = open_dataset(data_spec, layout=layout, data_root=data_root, split=split, label_names=label_names)
     config = {
-        "protocols": [{"name": PROTOCOL, "rounds": 1}],
+        "protocols": [{"name": PROTOCOL, "max_rounds": 1}],
         "model": {"name": model_name, "pred_dir": str(pred_dir.resolve()),
                   **({"label_map": {str(k): v for k, v in sorted(label_map.items())}} if label_map else {})},
         "data": dataset.describe(),
@@ -147,16 +144,17 @@ def score_predictions(pred_dir: str | Path, data_spec: str, out: str | Path, *, 
         "seed": 0,
         "nsd_tolerance": float(nsd_tolerance),
         "surface_metrics": bool(surface),
+        "metrics": metrics.describe(),
         "orientation": orientation,
     }
     meta = {**provenance(), "command": "score", "argv": sys.argv[1:]}
     summary = ScoreSummary(Path(out))
-    with ResultsFolder(out).open(config, meta) as store:
+    with ResultsFolder(out, round_columns(metrics.columns)).open(config, meta) as store:
         for ref in dataset.cases:
             pred_path = find_prediction(pred_dir, ref.case_id)
             if pred_path is None:
                 err = f"{pred_dir}: no prediction named {ref.case_id}{{{','.join(PRED_SUFFIXES)}}}"
-                store.write_error(ref.case_id, None, "prediction", err)
+                store.write_error(ErrorRecord(ref.case_id, None, "prediction", err))
                 summary.errors.append({"case": ref.case_id, "error": err})
                 continue
             try:
@@ -164,17 +162,17 @@ def score_predictions(pred_dir: str | Path, data_spec: str, out: str | Path, *, 
                 pred = read_prediction(pred_path, case.geometry, case.sources.get("image", "image"))
                 values, problems = resolve_labels(case, labels)
             except InputError as exc:
-                store.write_error(ref.case_id, None, "read", str(exc))
+                store.write_error(ErrorRecord(ref.case_id, None, "read", str(exc)))
                 summary.errors.append({"case": ref.case_id, "error": str(exc)})
                 continue
             for msg in problems:
-                store.write_error(ref.case_id, None, "labels", msg)
+                store.write_error(ErrorRecord(ref.case_id, None, "labels", msg))
                 summary.errors.append({"case": ref.case_id, "error": msg})
             summary.cases += 1
             done = {(v, st) for v in values for st in settings if store.is_done(UnitKey(case.case_id, v, st, PROTOCOL))}
             summary.skipped += len(done)
             todo = [v for v in values if any((v, st) not in done for st in settings)]
-            rows = score_case(case, pred, todo, settings, nsd_tolerance, surface, label_map)
+            rows = score_case(case, pred, todo, settings, nsd_tolerance, surface, label_map, metrics)
             for (label, setting), row in rows.items():
                 if (label, setting) in done:
                     continue
@@ -195,9 +193,3 @@ def load_scored_prediction(meta: dict[str, Any], case: Any, label: int) -> np.nd
     pred = read_prediction(path, case.geometry, case.sources.get("image", "image"))
     value = int((model.get("label_map") or {}).get(str(int(label)), int(label)))
     return pred == value
-
-
-def scored_json(summary: ScoreSummary) -> str:
-    """One-line JSON of a summary (for the CLI)."""
-    return json.dumps({"out": str(summary.out), "cases": summary.cases, "units": summary.units,
-                       "skipped": summary.skipped, "errors": len(summary.errors)})

@@ -1,4 +1,4 @@
-"""Segmentation metrics for one object: Dice, per-slice Dice, NSD, HD95 and slice counts.
+"""Segmentation metric functions for one object: Dice, per-slice Dice, NSD, HD95, slice counts.
 
 Masks are boolean numpy arrays; 3D masks are shaped ``(Z, Y, X)`` (axis 0 = axial slice) and
 ``spacing`` is ``(sz, sy, sx)`` in mm, i.e. one spacing per array axis in array order.
@@ -48,7 +48,11 @@ __all__ = [
     "hd95",
     "fp_slices",
     "gt_slices",
-    "round_metrics",
+    "per_slice_counts",
+    "surface_distances",
+    "nsd_from_distances",
+    "hd95_from_distances",
+    "check_tolerance",
 ]
 
 Spacing = Sequence[float]
@@ -123,7 +127,7 @@ def dice(pred: np.ndarray, gt: np.ndarray) -> float:
     return 2.0 * int(np.count_nonzero(p & g)) / (sp + sg)
 
 
-def _per_slice_counts(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def per_slice_counts(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-slice |P|, |G|, |P∧G| as int64 (Z,) arrays, counted only inside the union's bounding box."""
     z = pred.shape[0]
     sp = np.zeros(z, dtype=np.int64)
@@ -148,7 +152,7 @@ def dice_per_slice(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.nda
     (Z,) ``|P xor G|`` per slice. Vectorised over slices.
     """
     pred, gt = _check_pair(pred, gt, ndim=3)
-    sp, sg, si = _per_slice_counts(pred, gt)
+    sp, sg, si = per_slice_counts(pred, gt)
     total = sp + sg
     d = np.ones(pred.shape[0], dtype=np.float64)
     nz = total > 0
@@ -172,7 +176,7 @@ def _border(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, border_value=0)
 
 
-def _surface_distances(
+def surface_distances(
     pred: np.ndarray, gt: np.ndarray, spacing: Spacing
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """Directed border distances in mm: (pred border -> gt border, gt border -> pred border).
@@ -196,7 +200,8 @@ def _surface_distances(
     return d_pg, d_gp
 
 
-def _nsd_from(dists: tuple[np.ndarray, np.ndarray] | None, pred_any: bool, gt_any: bool, tol: float) -> float:
+def nsd_from_distances(dists: tuple[np.ndarray, np.ndarray] | None, pred_any: bool, gt_any: bool, tol: float) -> float:
+    """NSD from :func:`surface_distances` (``None``: a mask is empty) at tolerance ``tol`` mm."""
     if dists is None:
         return 1.0 if not (pred_any or gt_any) else 0.0
     d_pg, d_gp = dists
@@ -204,10 +209,17 @@ def _nsd_from(dists: tuple[np.ndarray, np.ndarray] | None, pred_any: bool, gt_an
     return good / (d_pg.size + d_gp.size)
 
 
-def _hd95_from(dists: tuple[np.ndarray, np.ndarray] | None, pred_any: bool, gt_any: bool) -> float:
+def hd95_from_distances(dists: tuple[np.ndarray, np.ndarray] | None, pred_any: bool, gt_any: bool) -> float:
+    """HD95 in mm from :func:`surface_distances` (``None``: a mask is empty)."""
     if dists is None:
         return 0.0 if not (pred_any or gt_any) else float("nan")
     return float(max(np.percentile(dists[0], 95), np.percentile(dists[1], 95)))
+
+
+def check_tolerance(tolerance_mm: float) -> None:
+    """ValueError unless ``tolerance_mm`` is a finite number >= 0 (an NSD tolerance in mm)."""
+    if not np.isfinite(tolerance_mm) or tolerance_mm < 0:
+        raise ValueError(f"NSD tolerance must be a finite number >= 0 mm, got {tolerance_mm}")
 
 
 def nsd(pred: np.ndarray, gt: np.ndarray, spacing: Spacing, tolerance_mm: float = 2.0) -> float:
@@ -216,10 +228,9 @@ def nsd(pred: np.ndarray, gt: np.ndarray, spacing: Spacing, tolerance_mm: float 
     Equals MONAI's ``compute_surface_dice(class_thresholds=[tolerance_mm], spacing=spacing)``.
     One mask empty -> 0.0 (as MONAI); both empty -> 1.0 (MONAI: nan).
     """
-    if not np.isfinite(tolerance_mm) or tolerance_mm < 0:
-        raise ValueError(f"NSD tolerance must be a finite number >= 0 mm, got {tolerance_mm}")
+    check_tolerance(tolerance_mm)
     pred, gt = _check_pair(pred, gt)
-    return _nsd_from(_surface_distances(pred, gt, spacing), bool(pred.any()), bool(gt.any()), tolerance_mm)
+    return nsd_from_distances(surface_distances(pred, gt, spacing), bool(pred.any()), bool(gt.any()), tolerance_mm)
 
 
 def hd95(pred: np.ndarray, gt: np.ndarray, spacing: Spacing) -> float:
@@ -229,36 +240,4 @@ def hd95(pred: np.ndarray, gt: np.ndarray, spacing: Spacing) -> float:
     One mask empty -> nan (as MONAI); both empty -> 0.0 (MONAI: nan).
     """
     pred, gt = _check_pair(pred, gt)
-    return _hd95_from(_surface_distances(pred, gt, spacing), bool(pred.any()), bool(gt.any()))
-
-
-def round_metrics(
-    pred: np.ndarray,
-    gt: np.ndarray,
-    spacing: Spacing,
-    nsd_tolerance: float = 2.0,
-    surface: bool = True,
-) -> dict[str, float | int]:
-    """All per-round metrics of bool (Z, Y, X) masks with ``spacing`` (sz, sy, sx) mm.
-
-    Returns ``{"dice", "nsd", "hd95", "fp_slices", "gt_slices"}``; with ``surface=False`` the
-    surface metrics are skipped and ``nsd`` and ``hd95`` are nan.
-    """
-    pred, gt = _check_pair(pred, gt, ndim=3)
-    if not np.isfinite(nsd_tolerance) or nsd_tolerance < 0:
-        raise ValueError(f"NSD tolerance must be a finite number >= 0 mm, got {nsd_tolerance}")
-    sp, sg, si = _per_slice_counts(pred, gt)
-    total = int(sp.sum() + sg.sum())
-    out: dict[str, float | int] = {
-        "dice": 1.0 if total == 0 else 2.0 * int(si.sum()) / total,
-        "nsd": float("nan"),
-        "hd95": float("nan"),
-        "fp_slices": int(np.count_nonzero((sp > 0) & (sg == 0))),
-        "gt_slices": int(np.count_nonzero(sg > 0)),
-    }
-    if surface:
-        pred_any, gt_any = bool(sp.any()), bool(sg.any())
-        dists = _surface_distances(pred, gt, spacing)
-        out["nsd"] = _nsd_from(dists, pred_any, gt_any, nsd_tolerance)
-        out["hd95"] = _hd95_from(dists, pred_any, gt_any)
-    return out
+    return hd95_from_distances(surface_distances(pred, gt, spacing), bool(pred.any()), bool(gt.any()))

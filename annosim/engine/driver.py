@@ -1,0 +1,213 @@
+"""``annosim run``: a validated spec run over a dataset into a resumable results folder.
+
+The driver validates the spec, checks that ``--out`` can be written, opens the dataset, starts
+the executor, and writes every unit the workers send as soon as it arrives; failures go to
+``errors.jsonl`` and the run goes on. It exits non-zero at the end when anything failed.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from annosim.config import ResolvedRun, RunSpec, orientation_of, validate
+from annosim.data.layouts import CaseRef, open_dataset
+from annosim.errors import ConfigError, RunInterrupted
+from annosim.models.registry import model_identity
+from annosim.results import ResultsFolder, provenance
+from annosim.schema import ErrorRecord, UnitKey, UnitResult, prediction_path, round_columns
+
+
+@dataclass
+class RunReport:
+    """What a run did: units written now, units resumed, errors, and the summary table."""
+
+    out: Path
+    written: int = 0
+    skipped: int = 0
+    errors: int = 0
+    summary: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.errors else 0
+
+
+def run_identity(run: ResolvedRun, dataset_desc: dict[str, Any]) -> dict[str, Any]:
+    """The configuration part of run.json (a folder resumes only under the same one)."""
+    spec, ev = run.spec, run.spec.evaluation
+    return {
+        "protocols": [{**p.describe(), "orientation": orientation_of(p, ev.orientation)} for p in run.protocols],
+        "model": model_identity(spec.model.name, spec.model.args),
+        "data": dataset_desc,
+        "settings": list(ev.settings),
+        "labels": None if spec.data.labels is None else list(spec.data.labels),
+        "seed": ev.seed,
+        "nsd_tolerance": ev.nsd_tolerance,
+        "surface_metrics": ev.surface_metrics,
+        "metrics": run.metrics.describe(),
+        "orientation": ev.orientation,
+    }
+
+
+def check_out_dir(out: Path) -> None:
+    """ConfigError (one line) unless ``out`` is, or can be created as, a writable folder.
+
+    Nothing is left behind: the check creates and removes a temporary folder in the nearest
+    existing ancestor.
+    """
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise ConfigError(f"--out {out}: exists and is not a folder")
+        probe_in = out
+    else:
+        probe_in = out.parent
+        while not probe_in.exists() and probe_in != probe_in.parent:
+            probe_in = probe_in.parent
+        if not probe_in.is_dir():
+            raise ConfigError(f"--out {out}: {probe_in} is not a folder")
+    try:
+        tempfile.TemporaryDirectory(dir=probe_in, prefix=".annosim-probe-").cleanup()
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create a folder in {probe_in} ({exc.strerror or exc})") from None
+
+
+def save_unit_predictions(out: Path, key: UnitKey, predictions: list[np.ndarray]) -> None:
+    """Write one unit's kept predictions (``round_K`` bool (Z, Y, X)) atomically."""
+    path = prediction_path(out, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **{f"round_{i + 1}": p for i, p in enumerate(predictions)})
+    tmp.replace(path)
+
+
+class StoreSink:
+    """The driver's :class:`annosim.executors.base.Sink`: writes units and error lines into the
+    open results folder and keeps the counts and the progress bar."""
+
+    def __init__(self, store: ResultsFolder, report: RunReport, save_predictions: bool, bar: Any) -> None:
+        self.store, self.report, self.save_predictions, self.bar = store, report, save_predictions, bar
+        self._seen: set[ErrorRecord] = set()
+
+    def done_for(self, case_id: str) -> frozenset[UnitKey]:
+        return frozenset(k for k in self.store.done_units if k.case == case_id)
+
+    def unit(self, result: UnitResult, predictions: list[np.ndarray]) -> None:
+        if result.error is not None:
+            self.error(result.error, quiet=True)
+            return
+        if self.store.is_done(result.key):  # a retried case sent it again
+            return
+        if self.save_predictions:
+            save_unit_predictions(self.report.out, result.key, predictions)
+        self.store.write_unit(result.key, result.rows, result.prompts)
+        self.report.written += 1
+        self.bar.set_postfix(objects=self.report.written + self.report.skipped, errors=self.report.errors,
+                             refresh=False)
+
+    def error(self, record: ErrorRecord, quiet: bool = False) -> None:
+        if record in self._seen:  # a retried case reported it again
+            return
+        self._seen.add(record)
+        self.store.write_error(record)
+        self.report.errors += 1
+        if not quiet:
+            self.bar.write(f"annosim: {record.case}: {record.error}", file=sys.stderr)
+
+    def case_started(self, ref: CaseRef) -> None:
+        self.bar.set_description(ref.case_id[:24])
+
+    def case_done(self, ref: CaseRef) -> None:
+        self.bar.update(1)
+
+    def note(self, text: str) -> None:
+        self.bar.write(f"annosim: {text}", file=sys.stderr)
+
+
+def run_benchmark(
+    spec: RunSpec | ResolvedRun,
+    *,
+    progress: bool | None = None,
+    echo: Callable[[str], None] = print,
+) -> RunReport:
+    """Run ``spec`` into ``spec.out``, resuming what is already there; returns a RunReport.
+
+    Everything that can be checked without reading a case is checked first (ConfigError, with
+    nothing created). Whatever executor runs the cases, only this process writes the folder.
+    """
+    from tqdm import tqdm
+
+    from annosim.executors import make_executor
+
+    run = spec if isinstance(spec, ResolvedRun) else validate(spec)
+    spec = run.spec
+    check_out_dir(spec.out)
+    d = spec.data
+    dataset = open_dataset(d.spec, layout=d.layout, data_root=d.data_root, split=d.split, label_names=d.label_names)
+    refs = list(dataset.cases)[: d.limit] if d.limit else list(dataset.cases)
+    identity = run_identity(run, dataset.describe())
+    report = RunReport(Path(spec.out))
+    ex = spec.execution
+    with make_executor(run, len(refs)) as executor:
+        meta = {**provenance(), "model_info": executor.start()}
+        meta["execution"] = {  # where the first invocation ran (not part of the configuration)
+            "executor": ex.executor, "workers": ex.workers, "devices": list(ex.devices),
+            "gpus_per_case": ex.gpus_per_case, "retries": ex.retries, "case_timeout": ex.case_timeout,
+        }
+        columns = round_columns(run.metrics.columns)
+        with ResultsFolder(spec.out, columns).open(identity, meta) as store:
+            report.skipped = len(store.done_units)
+            bar = tqdm(total=len(refs), unit="case", disable=progress is False if progress is not None else None,
+                       dynamic_ncols=True, file=sys.stderr)
+            try:
+                executor.run(refs, StoreSink(store, report, spec.evaluation.save_predictions, bar))
+            except KeyboardInterrupt:
+                raise RunInterrupted(
+                    f"interrupted: {report.written} units saved now, {report.written + report.skipped} in all in "
+                    f"{report.out}; rerun the same command to resume"
+                ) from None
+            finally:
+                bar.close()
+    report.summary = summarize(report.out)
+    echo(format_summary(report.summary))
+    echo(
+        f"results: {report.out}  ({report.written} units written, {report.skipped} resumed, "
+        f"{report.errors} errors{' -> errors.jsonl' if report.errors else ''})"
+    )
+    return report
+
+
+def summarize(out: Path) -> list[dict[str, Any]]:
+    """Mean best-of-rounds Dice per (protocol, structure, setting) over the folder's rows."""
+    from annosim.report.results_io import read_run
+    from annosim.report.stats import object_table
+
+    rounds = read_run(out).rounds
+    if rounds.empty:
+        return []
+    objects = object_table(rounds.assign(carried=False))
+    groups = objects.groupby(["protocol", "label_name", "setting"], sort=True)["best_dice"]
+    return [{"protocol": p, "label_name": n, "setting": s, "n": int(len(v)), "best_dice": float(v.mean())}
+            for (p, n, s), v in groups]
+
+
+def format_summary(rows: list[dict[str, Any]]) -> str:
+    """Plain-text table of :func:`summarize` rows, one line per structure, settings as columns."""
+    if not rows:
+        return "no results"
+    settings = sorted({r["setting"] for r in rows}, key=lambda s: (s != "full", s))
+    table: dict[tuple[str, str], dict[str, str]] = {}
+    for r in rows:
+        table.setdefault((r["protocol"], r["label_name"]), {})[r["setting"]] = f"{r['best_dice']:.3f} (n={r['n']})"
+    width = max(len(n) for _, n in table) + 2
+    lines = [f"{'structure':<{width}}" + "".join(f"{s:>16}" for s in settings) + "   protocol"]
+    for (proto, name), cells in sorted(table.items()):
+        lines.append(f"{name:<{width}}" + "".join(f"{cells.get(s, '-'):>16}" for s in settings) + f"   {proto}")
+    return "\n".join(lines)
+

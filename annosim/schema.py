@@ -1,0 +1,155 @@
+"""The records a run produces and the names of the results folder: one home for every column,
+setting, orientation, error stage and file name that a writer and a reader share.
+
+A results folder holds (see the README's "Results folder"):
+
+``run.json``       configuration and provenance
+``rounds.csv``     one :class:`RoundRow` per (case, label, setting, protocol, round)
+``prompts.jsonl``  one prompt record per prompt, in the order given
+``errors.jsonl``   one :class:`ErrorRecord` per failed case or unit of the latest invocation
+``units.jsonl``    the commit journal, one line per finished unit
+
+The metric columns of ``rounds.csv`` come from the metric registry
+(:mod:`annosim.metric_registry`); :func:`round_columns` puts them between the fixed columns.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+#: The two settings of an object: the whole volume, or only the slices holding its truth.
+SETTINGS: tuple[str, ...] = ("full", "fg-only")
+#: Array orientations: the radiological view, or the order stored on disk.
+ORIENTATIONS: tuple[str, ...] = ("canonical", "as-stored")
+
+#: Stages of an error line: where in the run it was raised.
+STAGES: tuple[str, ...] = (
+    "read",  # reading or checking the case's files
+    "memory",  # the case's memory estimate does not fit
+    "labels",  # a requested label is absent, or the label map is empty
+    "model",  # raised inside a model method
+    "protocol",  # raised by the protocol's own code
+    "metric",  # raised while scoring a round
+    "prediction",  # score: the prediction file of a case is missing or unreadable
+    "worker",  # the worker process running the case died
+    "timeout",  # the case ran past --case-timeout
+)
+
+RUN_JSON = "run.json"
+ROUNDS_CSV = "rounds.csv"
+PROMPTS_JSONL = "prompts.jsonl"
+ERRORS_JSONL = "errors.jsonl"
+UNITS_JSONL = "units.jsonl"
+PREDICTIONS_DIR = "predictions"
+LOCK = ".annosim.lock"
+
+#: Columns that identify a row of rounds.csv.
+KEY_COLUMNS: tuple[str, ...] = ("case", "label", "label_name", "setting", "protocol", "round")
+#: Columns that identify one object in one setting under one protocol (a unit).
+OBJECT_KEY: tuple[str, ...] = ("case", "label", "setting", "protocol")
+#: The annotation effort so far, written before the metric columns.
+EFFORT_COLUMNS: tuple[str, ...] = ("annotated_slices", "clicks")
+#: Columns that measure time and legitimately differ between identical runs (written last).
+TIMING_COLUMNS: tuple[str, ...] = ("model_seconds",)
+#: Integer columns among the fixed ones.
+INT_COLUMNS: tuple[str, ...] = ("label", "round", "annotated_slices", "clicks")
+#: Text columns.
+TEXT_COLUMNS: tuple[str, ...] = ("case", "label_name", "setting", "protocol")
+
+#: run.json keys that define a configuration; a folder is resumed only when all are equal.
+IDENTITY_KEYS: tuple[str, ...] = (
+    "protocols",
+    "model",
+    "data",
+    "settings",
+    "labels",
+    "seed",
+    "nsd_tolerance",
+    "surface_metrics",
+    "metrics",
+    "orientation",
+)
+
+
+def round_columns(metric_columns: Sequence[str]) -> tuple[str, ...]:
+    """Columns of rounds.csv, in order, for the given metric columns.
+
+    >>> round_columns(("dice",))
+    ('case', 'label', 'label_name', 'setting', 'protocol', 'round', 'annotated_slices', 'clicks', 'dice', 'model_seconds')
+    """
+    return KEY_COLUMNS + EFFORT_COLUMNS + tuple(metric_columns) + TIMING_COLUMNS
+
+
+@dataclass(frozen=True)
+class UnitKey:
+    """One unit of work: an object (case, label) in one setting under one protocol."""
+
+    case: str
+    label: int
+    setting: str
+    protocol: str
+
+
+@dataclass
+class RoundRow:
+    """One row of rounds.csv: a round of one unit, its effort, its metrics and its model time."""
+
+    case: str
+    label: int
+    label_name: str
+    setting: str
+    protocol: str
+    round: int
+    annotated_slices: int
+    clicks: int
+    metrics: dict[str, float | int]
+    model_seconds: float
+
+    def record(self) -> dict[str, Any]:
+        """The row as a flat dict of column -> value."""
+        return {
+            "case": self.case,
+            "label": int(self.label),
+            "label_name": self.label_name,
+            "setting": self.setting,
+            "protocol": self.protocol,
+            "round": int(self.round),
+            "annotated_slices": int(self.annotated_slices),
+            "clicks": int(self.clicks),
+            **self.metrics,
+            "model_seconds": float(self.model_seconds),
+        }
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    """One line of errors.jsonl: a case (``label`` None) or a unit that failed, and where."""
+
+    case: str
+    label: int | None
+    stage: str
+    error: str
+
+    def record(self) -> dict[str, Any]:
+        return {"case": self.case, "label": self.label, "stage": self.stage, "error": self.error}
+
+
+@dataclass
+class UnitResult:
+    """What one unit produced: its rows and prompt records, or the error that stopped it (rows
+    of the rounds finished before an error are dropped with the unit)."""
+
+    key: UnitKey
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    prompts: list[dict[str, Any]] = field(default_factory=list)
+    error: ErrorRecord | None = None
+
+
+def prediction_path(run_dir: "str | os.PathLike[str]", key: UnitKey) -> Path:
+    """Where ``annosim run --save-predictions`` keeps one unit's predictions:
+    ``predictions/<case>/<protocol>__<label>__<setting>.npz`` with one bool (Z, Y, X) array
+    ``round_K`` per round K, in the run's orientation."""
+    return Path(run_dir) / PREDICTIONS_DIR / str(key.case) / f"{key.protocol}__{int(key.label)}__{key.setting}.npz"
