@@ -1,0 +1,28 @@
+"""The run path redesign changed no number: a golden run (classical model, he2024, shen2024-points
+and cvpr25, both settings, four labels of the sample CT) recorded on the old layout must come out
+byte for byte (rounds.csv without timing columns, prompts.jsonl)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from annosim.cli import main
+from results_helpers import rows_without_timing
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def test_golden_run_is_byte_identical(shared_data, tmp_path):
+    ts = shared_data / "totalseg-abdomen"
+    out = tmp_path / "run"
+    assert main(["run", "--data", f"{ts / 'ct.nii.gz'} {ts / 'seg.nii.gz'}", "--labels",
+                 "spleen,kidney_left,gallbladder,pancreas", "--protocol", "he2024,shen2024-points,cvpr25",
+                 "--out", str(out), "--quiet"]) == 0
+    with open(GOLDEN / "classical_three_protocols_rounds.csv", newline="") as fh:
+        golden = list(csv.reader(fh))
+    with open(out / "rounds.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert [c for c in header if c != "model_seconds"] == golden[0]
+    assert rows_without_timing(out) == golden[1:]
+    assert (out / "prompts.jsonl").read_text() == (GOLDEN / "classical_three_protocols_prompts.jsonl").read_text()
