@@ -18,7 +18,7 @@ import numpy as np
 from annosim.data.case import Case
 from annosim.models.base import SliceModelBase
 from annosim.protocols.registry import get_protocol
-from annosim.runner import run_unit
+from annosim.engine.unit import UnitContext, run_unit
 
 
 class FixedAnswer(SliceModelBase):
@@ -51,7 +51,7 @@ def measure(case: Case, model: FixedAnswer, label: int, surface: bool, repeats: 
     rounds = 0
     for _ in range(repeats):
         t0 = time.perf_counter()
-        unit = run_unit(case, model, get_protocol("he2024"), label, "full", surface_metrics=surface)
+        unit = run_unit(case, model, get_protocol("he2024"), label, "full", UnitContext(surface_metrics=surface))
         total = time.perf_counter() - t0
         model_s = sum(r["model_seconds"] for r in unit.rows)
         rounds = len(unit.rows)
