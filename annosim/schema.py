@@ -124,6 +124,13 @@ class RoundRow:
         }
 
 
+def prompt_record(key: UnitKey, round_: int, fields: dict[str, Any]) -> dict[str, Any]:
+    """One line of prompts.jsonl: the unit, the round, then the prompt's own fields (``kind``,
+    ``z`` and ``y, x, positive`` or ``y0, x0, y1, x1``)."""
+    return {"case": key.case, "label": int(key.label), "setting": key.setting, "protocol": key.protocol,
+            "round": int(round_), **fields}
+
+
 @dataclass(frozen=True)
 class ErrorRecord:
     """One line of errors.jsonl: a case (``label`` None) or a unit that failed, and where."""

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from annosim.models.sam2_frames import hu_to_uint8
     from annosim.models.sam2_model import SAM2Model
     from annosim.protocols.registry import get_protocol
-    from annosim.runner import iter_case_units, setting_frames
+    from annosim.engine.unit import UnitContext, run_unit, setting_frames
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("--device cuda: torch sees no CUDA device", file=sys.stderr)
@@ -218,10 +218,16 @@ def main(argv: list[str] | None = None) -> int:
         gray = hu_to_uint8(case.image)
         folders: dict[tuple[int, ...], str] = {}
         recorded: dict[tuple[int, str], list] = {}
-        units = iter_case_units(
-            case, model, [protocol], settings=settings, labels=labels, seed=0, surface_metrics=False,
-            on_round=lambda lab, s, o: recorded.setdefault((lab, s), []).append(o),
-        )
+        def each_unit():
+            # the engine's order: set_volume once per case, then protocol x label x setting
+            model.set_volume(case.image, case.spacing)
+            model.configure_protocol(**protocol.model_options)
+            for lab in labels:
+                for s in settings:
+                    yield run_unit(case, model, protocol, lab, s, UnitContext(surface_metrics=False),
+                                   on_round=lambda lab_, s_, o: recorded.setdefault((lab_, s_), []).append(o))
+
+        units = each_unit()
         plain: PlainLoop | None = None
         states: dict[str, dict] = {}
         t_annosim = t_plain = model_seconds = 0.0
@@ -239,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"annosim unit failed: {unit.error}", file=sys.stderr)
                     return 1
                 model_seconds += sum(r["model_seconds"] for r in unit.rows)
-                pending.append((unit.label, unit.setting))
+                pending.append((unit.key.label, unit.key.setting))
                 if args.order == "sequential":
                     continue
             else:

@@ -24,7 +24,7 @@ from annosim.protocols.base import (
     describe_exception,
     propagate_in_frames,
 )
-from annosim.schema import SETTINGS, ErrorRecord, RoundRow, UnitKey, UnitResult
+from annosim.schema import SETTINGS, ErrorRecord, RoundRow, UnitKey, UnitResult, prompt_record
 
 #: Called with every round's outcome as ``(label, setting, outcome)`` (e.g. to keep predictions).
 RoundCallback = Callable[[int, str, RoundOutcome], None]
@@ -103,9 +103,7 @@ def run_unit(
             row = RoundRow(key.case, key.label, name, setting, protocol.name, outcome.round,
                            outcome.annotated_slices, outcome.clicks, values, outcome.model_seconds)
             result.rows.append(row.record())
-            base = {"case": key.case, "label": key.label, "setting": setting, "protocol": protocol.name,
-                    "round": outcome.round}
-            result.prompts.extend({**base, **p.to_record()} for p in outcome.prompts)
+            result.prompts.extend(prompt_record(key, outcome.round, p.to_record()) for p in outcome.prompts)
             if on_round is not None:
                 on_round(key.label, setting, outcome)
     except ModelCallError as exc:
