@@ -1,6 +1,10 @@
-"""The run path redesign changed no number: a golden run (classical model, he2024, shen2024-points
-and cvpr25, both settings, four labels of the sample CT) recorded on the old layout must come out
-byte for byte (rounds.csv without timing columns, prompts.jsonl)."""
+"""A golden run (classical model, he2024, shen2024-points and cvpr25, both settings, four labels
+of the sample CT) must come out byte for byte (rounds.csv without timing columns, prompts.jsonl).
+
+Recorded before the run-path redesign, which changed no number. The he2024 rows were recorded
+again when he2024 was made to read the paper literally (issue 13: whole-foreground first click,
+start-slice tie positive, worst slice among truth-or-prediction frames, one random stream per
+object for both settings); the shen2024-points and cvpr25 rows did not change."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def csv_list(value: str | None) -> tuple[str, ...] | None:
 @click.option("--protocol", "protocols", default="he2024", show_default=True,
               help="Protocol name, or several separated by commas (annosim protocols).")
 @click.option("--protocol-arg", "protocol_args", multiple=True, metavar="KEY=VALUE",
-              help="Protocol parameter, e.g. rounds=4 or he2024.select_from=all (repeatable).")
+              help="Protocol parameter, e.g. rounds=4 or he2024.select_from=gt (repeatable).")
 @click.option("--settings", default="full,fg-only", show_default=True,
               help="full (whole volume), fg-only (slices holding the object), or both.")
 @click.option("--labels", default=None, help="Labels by names or values, comma-separated (default: all present).")

@@ -30,9 +30,14 @@ from annosim.schema import SETTINGS, ErrorRecord, RoundRow, UnitKey, UnitResult,
 RoundCallback = Callable[[int, str, RoundOutcome], None]
 
 
-def object_rng(seed: int, case: str, label: int, setting: str) -> np.random.Generator:
-    """The random stream of one object in one setting, from a stable hash (never ``hash()``)."""
-    return np.random.default_rng(stable_seed(int(seed), case, int(label), setting))
+def object_rng(seed: int, case: str, label: int) -> np.random.Generator:
+    """The random stream of one object, from a stable hash (never ``hash()``).
+
+    It does not depend on the setting (nor the protocol): the ``full`` and ``fg-only`` runs of
+    an object draw the same stream (common random numbers, DESIGN section 5), so their
+    comparison is paired.
+    """
+    return np.random.default_rng(stable_seed(int(seed), case, int(label)))
 
 
 def setting_frames(gt: np.ndarray, setting: str) -> np.ndarray | None:
@@ -93,7 +98,7 @@ def run_unit(
     try:
         model.set_target(int(label), name)
         proto = PromptFree(protocol) if model.prompt_free else protocol
-        rng = object_rng(ctx.seed, case.case_id, label, setting)
+        rng = object_rng(ctx.seed, case.case_id, label)
         stage = "protocol"
         for outcome in proto.run_object(model, gt, frames, rng):
             stage = "metric"

@@ -62,14 +62,32 @@ def region_center(region: np.ndarray, rule: str = "centroid") -> tuple[int, ...]
     return tuple(int(v) for v in nearest_pixel(coords, target))
 
 
-def first_click(gt: np.ndarray) -> tuple[int, int, int]:
-    """The he2024 first click on a bool ``(Z, Y, X)`` truth (DESIGN section 5, rule 1).
+FIRST_CLICK_REGIONS = ("whole", "largest")
 
-    The voxel of the largest 26-connected component nearest that component's centroid
-    (mean voxel index); ties lowest ``(z, y, x)``. Raises ``ValueError`` on an empty mask.
+
+def first_click(gt: np.ndarray, region: str = "whole") -> tuple[int, int, int]:
+    """The first click on a bool ``(Z, Y, X)`` truth: the voxel nearest the centroid.
+
+    ``region="whole"`` (he2024, DESIGN section 5 rule 1, "pick the foreground geometric
+    center"): the voxel of all of ``gt`` nearest the centroid (mean voxel index) of all of it.
+    ``region="largest"``: the same on the largest 26-connected component only (the reading of
+    earlier annosim versions and of Shen et al.). Ties: lowest ``(z, y, x)``. Raises
+    ``ValueError`` on an empty mask.
+
+    Two squares on one slice, of 9 and 4 pixels: the whole foreground's centroid lies between
+    them, so its nearest voxel is the big square's pixel on the side facing the small one:
+
+    >>> g = np.zeros((1, 9, 16), bool); g[0, 3:6, 2:5] = True; g[0, 3:5, 12:14] = True
+    >>> first_click(g), first_click(g, "largest")
+    ((0, 4, 4), (0, 4, 3))
     """
-    comp = largest_component(gt)
-    coords = np.argwhere(comp)
+    if region == "whole":
+        mask = np.asarray(gt, dtype=bool)
+    elif region == "largest":
+        mask = largest_component(gt)
+    else:
+        raise ValueError(f"unknown first-click region {region!r}; expected one of {FIRST_CLICK_REGIONS}")
+    coords = np.argwhere(mask)
     if coords.shape[0] == 0:
         raise ValueError("empty ground truth: no first click")
     z, y, x = nearest_pixel(coords, coords.mean(axis=0))

@@ -39,15 +39,17 @@ class ProtocolEntry:
 PROTOCOLS: tuple[ProtocolEntry, ...] = (
     ProtocolEntry(
         "he2024", "annosim.protocols.he2024:He2024",
-        "He et al. 2024 (paper text): centre click, up to 5 clicks in all on its slice, then up to 7 "
-        "rounds of up to 3 clicks on the worst slice; best of 8 rounds.",
+        "He et al. 2024 (paper text): click at the object's centre, up to 5 clicks in all on its "
+        "slice, then up to 7 rounds of up to 3 clicks on the worst slice (truth or prediction "
+        "present); best of 8 rounds.",
         "GT clicks (error regions), worst slice by GT Dice, best-of-rounds",
         "He et al. 2024, arXiv:2408.11210, section 2",
     ),
     ProtocolEntry(
         "he2024-vista", "annosim.protocols.he2024:He2024",
-        "He et al. 2024 as the reference script ran it: scalar-mean centres, 4 clicks with reset on "
-        "the start slice, replacing clicks, JPEG frames as stored.",
+        "He et al. 2024 as the reference script ran it, click for click: its float32/torch.sort "
+        "centres, 4 clicks with reset on the start slice, uint8 worst-slice ties, replacing "
+        "clicks, JPEG frames as stored.",
         "GT clicks (error regions), worst slice by GT Dice, best-of-rounds",
         "Project-MONAI/VISTA val_multigpu_sam2_point_iterative.py",
         options={"variant": "vista"},

@@ -68,7 +68,8 @@ class Shen2024Points(Protocol):
         super().__init__(params)
         p = self.params
         self._he = He2024(
-            He2024Params(rounds=1, initial_clicks=p.clicks, erosion=p.erosion, center_rule=p.center_rule)
+            He2024Params(rounds=1, initial_clicks=p.clicks, erosion=p.erosion, center_rule=p.center_rule,
+                         first_click="largest-component", start_tie="negative")
         )
 
     def run_object(
@@ -102,7 +103,7 @@ class Shen2024Mask(Protocol):
         rng: np.random.Generator,
     ) -> Iterator[RoundOutcome]:
         call, fm, g = begin_object(model, gt, frames)
-        z = first_click(g)[0]
+        z = first_click(g, "largest")[0]
         call("add_mask", z, g[z].copy())
         pred = propagate_in_frames(call, fm)
         yield RoundOutcome(1, pred, [Prompt("mask", z)], 1, 0, call.lap())
