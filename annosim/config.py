@@ -217,7 +217,8 @@ def validate(spec: RunSpec, *, check_model: bool = True) -> ResolvedRun:
     protocols = build_protocols(ev.protocols, ev.protocol_args)
     if not protocols:
         raise ConfigError("--protocol: name at least one protocol")
-    metrics = MetricSet.with_user(ev.metrics)
+    native = [n for p in protocols for n in p.native_metrics]
+    metrics = MetricSet.with_user(ev.metrics, native=native)
     if check_model:
         from annosim.models.registry import missing_methods
 

@@ -11,7 +11,7 @@ import click
 
 def protocol_table() -> list[dict[str, Any]]:
     """One dict per registered protocol: name, summary, uses_gt, source, prompt kinds, maximum
-    rounds and default params."""
+    rounds, native metrics (the source's own, beside annosim's common ones) and default params."""
     from annosim.protocols.registry import list_protocols
 
     rows = []
@@ -25,6 +25,7 @@ def protocol_table() -> list[dict[str, Any]]:
                 "source": entry.source,
                 "prompts": list(proto.prompt_kinds),
                 "max_rounds": proto.max_rounds,
+                "native_metrics": list(proto.native_metrics),
                 "params": proto.describe().get("params", {}),
             }
         )
@@ -46,6 +47,8 @@ def protocols(as_json: bool) -> None:
         click.echo(f"{r['name']:<{width}}{r['summary']}")
         click.echo(f"{pad}uses truth: {r['uses_gt']}")
         click.echo(f"{pad}prompts: {', '.join(r['prompts'])}; up to {r['max_rounds']} round(s)")
+        metrics = ", ".join(["annosim's common metrics", *r["native_metrics"]])
+        click.echo(f"{pad}metrics: {metrics}")
         if r["params"]:
             values = ", ".join(f"{k}={v}" for k, v in r["params"].items())
             click.echo(f"{pad}parameters: {values}")

@@ -103,7 +103,8 @@ def run_unit(
         for outcome in proto.run_object(model, gt, frames, rng):
             stage = "metric"
             values = ctx.metrics.compute(outcome.prediction, gt, case.spacing, ctx.nsd_tolerance,
-                                         surface=ctx.surface_metrics)
+                                         surface=ctx.surface_metrics, native=protocol.native_metrics,
+                                         scored=outcome.scored_frames)
             stage = "protocol"
             row = RoundRow(key.case, key.label, name, setting, protocol.name, outcome.round,
                            outcome.annotated_slices, outcome.clicks, values, outcome.model_seconds)

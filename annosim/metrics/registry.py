@@ -17,111 +17,18 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
-from annosim.errors import AnnosimError, ConfigError
-from annosim.metrics.functions import (
-    check_tolerance,
-    hd95_from_distances,
-    nsd_from_distances,
-    per_slice_counts,
-    surface_distances,
-)
+from annosim.errors import ConfigError
+from annosim.metrics.entry import SUMMARIES, Metric, MetricError, RoundData
+from annosim.metrics.functions import check_tolerance, hd95_from_distances, nsd_from_distances
+from annosim.metrics.native import NATIVE
 from annosim.plugins import import_target
 
-#: How the report reduces a metric's final values over the objects of a group.
-SUMMARIES = ("mean", "nanmean", "none")
-
-
-class MetricError(AnnosimError):
-    """A metric raised or returned something that is not a number (the unit's error line)."""
-
-
-class RoundData:
-    """One round's masks and what several metrics share, computed at most once.
-
-    ``pred``, ``gt``: bool (Z, Y, X); ``spacing`` (sz, sy, sx) mm; ``nsd_tolerance`` mm.
-    """
-
-    def __init__(self, pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float], nsd_tolerance: float) -> None:
-        pred = np.asarray(pred, dtype=bool)
-        gt = np.asarray(gt, dtype=bool)
-        if pred.shape != gt.shape or pred.ndim != 3:
-            raise ValueError(f"prediction {pred.shape} and truth {gt.shape} must be equal 3D shapes")
-        self.pred, self.gt = pred, gt
-        self.spacing = tuple(float(s) for s in spacing)
-        self.nsd_tolerance = float(nsd_tolerance)
-
-    @cached_property
-    def counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-slice |P|, |G|, |P and G| as int64 (Z,) arrays."""
-        return per_slice_counts(self.pred, self.gt)
-
-    @cached_property
-    def distances(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Directed border distances in mm (None when a mask is empty)."""
-        return surface_distances(self.pred, self.gt, self.spacing)
-
-    @property
-    def pred_any(self) -> bool:
-        return bool(self.counts[0].any())
-
-    @property
-    def gt_any(self) -> bool:
-        return bool(self.counts[1].any())
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One registry entry.
-
-    Attributes
-    ----------
-    name : str
-        Registry name (``--metric`` spec for a user metric).
-    column : str
-        The rounds.csv column it writes.
-    compute : callable
-        ``compute(data: RoundData) -> float | int``.
-    on : str
-        What it is computed on: ``volume`` (3D over the setting's frames) or ``slices`` (per 2D
-        slice, then reduced to one number).
-    needs_spacing : bool
-        Whether the value depends on the voxel spacing.
-    surface : bool
-        A surface metric: skipped (nan) with ``--no-surface-metrics``.
-    integer : bool
-        Written and read as an integer.
-    summary : str
-        How reports reduce the final round over objects: ``mean``, ``nanmean`` (undefined values
-        skipped and counted), or ``none`` (not summarised).
-    label : str
-        Column heading in tables.
-    digits : int
-        Decimals in tables.
-    source : str
-        ``annosim`` for built-ins, else the ``module:function`` it came from.
-    """
-
-    name: str
-    column: str
-    compute: Callable[[RoundData], float | int]
-    on: str = "volume"
-    needs_spacing: bool = False
-    surface: bool = False
-    integer: bool = False
-    summary: str = "mean"
-    label: str = ""
-    digits: int = 3
-    source: str = "annosim"
-
-    def describe(self) -> dict[str, Any]:
-        """The entry as run.json records it."""
-        return {"name": self.name, "column": self.column, "source": self.source}
-
+__all__ = ["BUILTIN", "NATIVE", "SUMMARIES", "Metric", "MetricError", "MetricSet", "RoundData",
+           "column_info", "round_metrics", "user_metric"]
 
 def _dice(d: RoundData) -> float:
     sp, sg, si = d.counts
@@ -154,7 +61,7 @@ BUILTIN: tuple[Metric, ...] = (
     Metric("fp_slices", "fp_slices", _fp_slices, on="slices", integer=True, label="FP slices", digits=2),
     Metric("gt_slices", "gt_slices", _gt_slices, on="slices", integer=True, summary="none", label="GT slices"),
 )
-_BY_NAME = {m.name: m for m in BUILTIN}
+_BY_NAME = {m.name: m for m in (*BUILTIN, *NATIVE)}
 
 
 def user_metric(spec: str) -> Metric:
@@ -185,9 +92,13 @@ class MetricSet:
     metrics: tuple[Metric, ...] = BUILTIN
 
     @classmethod
-    def with_user(cls, specs: Sequence[str] = ()) -> "MetricSet":
-        """Built-ins plus one user metric per spec; ConfigError on a clash of column names."""
-        metrics = list(BUILTIN)
+    def with_user(cls, specs: Sequence[str] = (), native: Sequence[str] = ()) -> "MetricSet":
+        """Built-ins, the ``native`` metrics the run's protocols list (in :data:`NATIVE` order),
+        then one user metric per spec; ConfigError on a clash of column names."""
+        unknown = sorted(set(native) - {m.name for m in NATIVE})
+        if unknown:
+            raise ConfigError(f"unknown native metric(s) {', '.join(unknown)}")
+        metrics = list(BUILTIN) + [m for m in NATIVE if m.name in set(native)]
         for spec in specs:
             m = user_metric(spec)
             clash = next((o for o in metrics if o.column == m.column), None)
@@ -202,22 +113,28 @@ class MetricSet:
 
     @property
     def user_specs(self) -> list[str]:
-        return [m.name for m in self.metrics if m.source != "annosim"]
+        return [m.name for m in self.metrics if m.source != "annosim" and not m.native]
+
+    @property
+    def native_names(self) -> list[str]:
+        """Names of the native metrics in the set."""
+        return [m.name for m in self.metrics if m.native]
 
     def describe(self) -> list[dict[str, Any]]:
         return [m.describe() for m in self.metrics]
 
     def compute(
         self, pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float], nsd_tolerance: float = 2.0,
-        surface: bool = True,
+        surface: bool = True, native: Sequence[str] = (), scored: np.ndarray | None = None,
     ) -> dict[str, float | int]:
         """Every metric of one round: ``{column: value}``. A failing metric raises MetricError
-        naming it; surface metrics are nan when ``surface`` is False."""
+        naming it; surface metrics are nan when ``surface`` is False; a native metric is nan
+        unless the row's protocol lists it in ``native`` (``scored``: its source's frames)."""
         check_tolerance(nsd_tolerance)
-        data = RoundData(pred, gt, spacing, nsd_tolerance)
+        data = RoundData(pred, gt, spacing, nsd_tolerance, scored)
         out: dict[str, float | int] = {}
         for m in self.metrics:
-            if m.surface and not surface:
+            if (m.surface and not surface) or (m.native and m.name not in native):
                 out[m.column] = float("nan")
                 continue
             try:

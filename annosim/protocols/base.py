@@ -57,6 +57,9 @@ class RoundOutcome:
         Clicks that reached the model so far (cumulative).
     model_seconds : float
         Wall time spent inside model calls during this round.
+    scored_frames : ndarray of bool, shape (Z,), or None
+        The frames the protocol's source scores, for its native metrics (``None``: the
+        setting's frames).
     """
 
     round: int
@@ -65,6 +68,7 @@ class RoundOutcome:
     annotated_slices: int = 0
     clicks: int = 0
     model_seconds: float = 0.0
+    scored_frames: np.ndarray | None = None
 
 
 class ModelCallError(Exception):
@@ -157,6 +161,9 @@ class Protocol:
     model_options: dict[str, Any] = {}
     #: Prompt kinds the protocol gives (keys of :data:`PROMPT_METHODS`).
     prompt_kinds: tuple[str, ...] = ("point",)
+    #: The source's own metrics (names in :data:`annosim.metrics.native.NATIVE`), written beside
+    #: annosim's common ones.
+    native_metrics: tuple[str, ...] = ()
 
     def __init__(self, params: Any = None) -> None:
         if self.params_class is not None:
@@ -188,6 +195,8 @@ class Protocol:
     def describe(self) -> dict[str, Any]:
         """Name, rounds and parameters (the dataclass in ``self.params``), recorded in run.json."""
         out: dict[str, Any] = {"name": self.name, "max_rounds": int(self.max_rounds)}
+        if self.native_metrics:
+            out["native_metrics"] = list(self.native_metrics)
         params = getattr(self, "params", None)
         if dataclasses.is_dataclass(params) and not isinstance(params, type):
             out["params"] = dataclasses.asdict(params)

@@ -101,6 +101,7 @@ class RitmNoc(Protocol):
     docstring)."""
 
     name = "ritm-noc"
+    native_metrics = ("iou",)
     params_class = RitmParams
     params: RitmParams
 
