@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 
 from annosim.cli import main
+from annosim.errors import ConfigError
 from annosim.report import aggregate
+from annosim.report.build import ReportConfig, build_report
 from annosim.report.results_io import read_run
 from annosim.results import ResultsFolder
 from annosim.schema import RoundRow, UnitKey
@@ -162,7 +164,8 @@ def test_table1_view_under_reference_aggregation(folder, tmp_path):
     assert "shift" in (out / "table1.tex").read_text()
     ref = pd.read_csv(out / "reference_aggregate.csv")
     assert len(ref) == 8  # 2 settings x (3 columns + best avg)
-    assert "Aggregation 'reference' (annosim report --aggregate reference)" in (out / "reference_aggregate.md").read_text()
+    ref_md = (out / "reference_aggregate.md").read_text()
+    assert "Aggregation 'reference' (annosim report --aggregate reference)" in ref_md
     assert (out / "reference_aggregate.tex").exists()
     html = (out / "report.html").read_text()
     assert "Reference aggregation (--aggregate reference)" in html and "spleen x2, kidney_right x1" in html
@@ -194,4 +197,7 @@ def test_bad_aggregate_value_exits_2_before_any_folder(folder, tmp_path, capsys)
     assert main(["report", str(folder), "--out", str(out), "--aggregate", "mean"]) == 2
     assert not out.exists()
     assert "per-object" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="aggregate 'mean'"):
+        build_report([folder], out, ReportConfig(aggregate="mean", qc=False))
+    assert not out.exists()
 

@@ -189,8 +189,8 @@ def reference_aggregate(rounds: pd.DataFrame, max_rounds: Mapping[str, int] | No
     out: list[dict[str, object]] = []
     if rounds.empty:
         return pd.DataFrame(columns=list(REFERENCE_COLUMNS))
-    names = {int(v): str(n) for v, n in zip(rounds["label"], rounds["label_name"])}
     for key, sub in rounds.groupby(list(TENSOR_KEY), sort=True):
+        names = {int(v): str(n) for v, n in zip(sub["label"], sub["label_name"])}
         base = dict(zip(TENSOR_KEY, key))
         base["variant"] = str(sub["variant"].iloc[0]) if "variant" in sub.columns else ""
         protocol = str(base["protocol"])

@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from annosim import __version__
-from annosim.errors import InputError
+from annosim.errors import ConfigError, InputError
 from annosim.engine import score
 from annosim.metrics.registry import Metric
 from annosim.report import aggregate, figures, qc, sensitivity, stats, table1, tables
@@ -215,6 +215,8 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     a model ran several protocols), ``objects.csv`` (one row per object), ``curves.csv`` (figure
     data), ``figures/dice_vs_slices_*.{png,svg}``, ``qc/<run>/*.png`` and ``report.html``.
     """
+    if config.aggregate not in aggregate.AGGREGATIONS:
+        raise ConfigError(f"aggregate {config.aggregate!r}: expected one of {', '.join(aggregate.AGGREGATIONS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _clear_images(out)
