@@ -193,6 +193,7 @@ def test_default_stays_per_object(folder, tmp_path):
 
 
 def test_bad_aggregate_value_exits_2_before_any_folder(folder, tmp_path, capsys):
+    """Rule: a command mistake exits 2 before any folder is made (CLI and API alike)."""
     out = tmp_path / "never"
     assert main(["report", str(folder), "--out", str(out), "--aggregate", "mean"]) == 2
     assert not out.exists()
