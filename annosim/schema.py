@@ -25,6 +25,10 @@ SETTINGS: tuple[str, ...] = ("full", "fg-only")
 #: Array orientations: the radiological view, or the order stored on disk.
 ORIENTATIONS: tuple[str, ...] = ("canonical", "as-stored")
 
+#: How reports average best-of-rounds Dice (``annosim report --aggregate``; default first): over
+#: each structure's objects, or as the reference script of He et al. 2024 (annosim.report.aggregate).
+AGGREGATIONS: tuple[str, ...] = ("per-object", "reference")
+
 #: Stages of an error line: where in the run it was raised.
 STAGES: tuple[str, ...] = (
     "read",  # reading or checking the case's files

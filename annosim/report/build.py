@@ -11,10 +11,10 @@ from typing import Any
 import pandas as pd
 
 from annosim import __version__
-from annosim.errors import InputError
+from annosim.errors import ConfigError, InputError
 from annosim.engine import score
 from annosim.metrics.registry import Metric
-from annosim.report import figures, qc, sensitivity, stats, table1, tables
+from annosim.report import aggregate, figures, qc, sensitivity, stats, table1, tables
 from annosim.report.results_io import RunResults, load_predictions, read_runs
 from annosim.report.html import Page
 
@@ -36,6 +36,10 @@ class ReportConfig:
         Draw QC images (needs the dataset that run.json names to be readable).
     qc_labels : tuple of str
         Only these structures get QC images (default: all).
+    aggregate : str
+        Statistic of the Table-1 view (:data:`annosim.report.aggregate.AGGREGATIONS`):
+        ``per-object`` (default) or ``reference`` (the reference script's rank columns, also
+        written as ``reference_aggregate.{csv,md,tex}``).
     figure_dpi, qc_dpi : int
         Resolution of the PNG figures and QC images.
     """
@@ -45,6 +49,7 @@ class ReportConfig:
     paper_datasets: list[str] | None = None
     qc: bool = True
     qc_labels: tuple[str, ...] = ()
+    aggregate: str = aggregate.PER_OBJECT
     figure_dpi: int = 120
     qc_dpi: int = 80
 
@@ -210,6 +215,8 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     a model ran several protocols), ``objects.csv`` (one row per object), ``curves.csv`` (figure
     data), ``figures/dice_vs_slices_*.{png,svg}``, ``qc/<run>/*.png`` and ``report.html``.
     """
+    if config.aggregate not in aggregate.AGGREGATIONS:
+        raise ConfigError(f"aggregate {config.aggregate!r}: expected one of {', '.join(aggregate.AGGREGATIONS)}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _clear_images(out)
@@ -220,7 +227,26 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     notes = tables.summary_notes(summary, config.stats.n_boot, config.stats.seed)
     written["summary"] = tables.write_table(summary, tables.summary_display(summary, run_metrics(runs)), out, "summary",
                                             "Summary per dataset, structure, setting, model and protocol", notes)
-    view = table1.table1_view(summary, config.paper_datasets)
+    ref_table = None
+    if config.aggregate == aggregate.REFERENCE:
+        raw = pd.concat([r.rounds for r in runs if not r.rounds.empty], ignore_index=True)
+        max_rounds: dict[str, int] = {}
+        for r in runs:
+            for p in r.rounds["protocol"].unique():
+                max_rounds[str(p)] = max(max_rounds.get(str(p), 1), r.max_rounds(str(p)))
+        ref_table = aggregate.with_per_object(aggregate.reference_aggregate(raw, max_rounds), summary)
+        ref_notes = aggregate.reference_notes()
+        failed = sum(1 for r in runs for e in r.errors if e.get("label") is not None)
+        if failed:
+            ref_notes.append(f"{failed} object(s) failed (errors.jsonl): they count as absent from their case here, "
+                             "where the reference would have placed a Dice.")
+        written["reference_aggregate"] = tables.write_table(
+            ref_table, aggregate.reference_display(ref_table), out, "reference_aggregate",
+            "Reference aggregation (--aggregate reference): the reference script's statistic per column", ref_notes)
+    else:
+        for ext in ("csv", "md", "tex"):
+            (out / f"reference_aggregate.{ext}").unlink(missing_ok=True)
+    view = table1.table1_view(summary, config.paper_datasets, ref_table)
     order = list(dict.fromkeys(zip(res["rounds"]["model"], res["rounds"]["protocol"])))  # as the runs were given
     t1_display, t1_notes = tables.table1_display(view, order), tables.table1_notes(view)
     t1_header = tables.table1_header(t1_display)
@@ -263,6 +289,10 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     page.heading("Table-1 view (He et al. 2024)", anchor="table1")
     page.raw(tables.to_html(t1_display, t1_notes, t1_header))
     page.links(list(written["table1"].values()))
+    if ref_table is not None:
+        page.heading("Reference aggregation (--aggregate reference)", anchor="reference-aggregate")
+        page.raw(tables.to_html(aggregate.reference_display(ref_table), ref_notes))
+        page.links(list(written["reference_aggregate"].values()))
     if not sens.empty:
         page.heading("Protocol sensitivity", anchor="sensitivity")
         page.paragraph("The same model on the same objects under each protocol it ran: the differences come "

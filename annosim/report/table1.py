@@ -4,6 +4,10 @@ The published figures (Table 1 of the paper) are packaged as ``he2024_table1.csv
 (dataset, structure), one column per method; ``sam2_fg_only``/``sam2_full`` are SAM2 with and
 without background removal (the ``fg-only`` and ``full`` settings). Empty cells are numbers the
 paper does not give.
+
+The run's numbers use annosim's per-object aggregation, or with ``reference`` given (``annosim
+report --aggregate reference``) the reference script's rank-column statistic
+(:mod:`annosim.report.aggregate`), beside the per-object means and the shift between the two.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from importlib import resources
 
 import numpy as np
 import pandas as pd
+
+from annosim.report.aggregate import PER_OBJECT, REFERENCE
 
 #: Published method columns, in the paper's order, with their display names.
 PAPER_METHODS: dict[str, str] = {
@@ -90,7 +96,8 @@ def paper_dataset(name: str) -> str | None:
     return None
 
 
-def table1_view(summary: pd.DataFrame, paper_datasets: list[str] | None = None) -> pd.DataFrame:
+def table1_view(summary: pd.DataFrame, paper_datasets: list[str] | None = None,
+                reference: pd.DataFrame | None = None) -> pd.DataFrame:
     """The run's mean best-of-rounds Dice beside the published numbers.
 
     Parameters
@@ -99,19 +106,30 @@ def table1_view(summary: pd.DataFrame, paper_datasets: list[str] | None = None) 
     paper_datasets : which published datasets to put beside each run dataset; ``None``: the
         dataset of the same name (:func:`paper_dataset`), else every published dataset that
         reports the structure.
+    reference : the output of :func:`annosim.report.aggregate.reference_aggregate`; when given,
+        ``run_fg_only``/``run_full`` hold the reference statistic of the column whose nominal
+        structure is the row's.
 
     Returns
     -------
     One row per (run dataset, structure, model, protocol, published dataset) with ``structure``
     in the paper's wording, ``label_name`` (the run's), ``n``, ``run_fg_only`` and ``run_full``
     (mean best-of-rounds Dice, NaN where the setting was not run), ``paper_dataset`` and the
-    published columns (NaN where the paper has no row for that structure).
+    published columns (NaN where the paper has no row for that structure); ``aggregation``
+    (``per-object`` or ``reference``) says which statistic ``run_*`` hold. With ``reference``
+    also ``per_object_fg_only/full``, ``shift_fg_only/full`` (reference minus per-object) and
+    ``reference_column_fg_only/full`` (the column's rank, NaN where the setting was not run).
     """
     paper = load_paper_table()
     keys = ["dataset", "structure", "model", "protocol", "variant"]
     s = summary.copy()
     wide = s.pivot_table(index=keys, columns="setting", values="best_dice", aggfunc="first")
     ns = s.pivot_table(index=keys, columns="setting", values="n", aggfunc="first")
+    ref: dict[tuple, tuple[float, int]] = {}
+    if reference is not None:
+        for _, r in reference[reference["column"] > 0].iterrows():
+            ref[(r["dataset"], r["structure"], r["model"], r["protocol"], r["setting"])] = (
+                float(r["reference_dice"]), int(r["column"]))
     rows = []
     for idx, vals in wide.iterrows():
         dataset, label_name, model, protocol, variant = idx
@@ -130,10 +148,20 @@ def table1_view(summary: pd.DataFrame, paper_datasets: list[str] | None = None) 
                        n=int(np.nanmax(ns.loc[idx].to_numpy(np.float64))),
                        run_fg_only=float(vals.get("fg-only", np.nan)),
                        run_full=float(vals.get("full", np.nan)),
-                       paper_dataset=pds)
+                       paper_dataset=pds, aggregation=REFERENCE if reference is not None else PER_OBJECT)
+            if reference is not None:
+                for setting, tag in (("fg-only", "fg_only"), ("full", "full")):
+                    value, column = ref.get((dataset, label_name, model, protocol, setting), (np.nan, np.nan))
+                    row[f"per_object_{tag}"] = row[f"run_{tag}"]
+                    row[f"shift_{tag}"] = value - row[f"run_{tag}"]
+                    row[f"reference_column_{tag}"] = column
+                    row[f"run_{tag}"] = value
             for col in PAPER_METHODS:
                 row[col] = float(match[col].iloc[0]) if len(match) else float("nan")
             rows.append(row)
-    cols = ["dataset", "structure", "label_name", "model", "protocol", "variant", "n", "run_fg_only",
-            "run_full", "paper_dataset", *PAPER_METHODS]
+    cols = ["dataset", "structure", "label_name", "model", "protocol", "variant", "n", "aggregation",
+            "run_fg_only", "run_full"]
+    if reference is not None:
+        cols += [f"{kind}_{tag}" for kind in ("per_object", "shift", "reference_column") for tag in ("fg_only", "full")]
+    cols += ["paper_dataset", *PAPER_METHODS]
     return pd.DataFrame(rows, columns=cols)

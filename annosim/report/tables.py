@@ -18,6 +18,7 @@ import pandas as pd
 
 from annosim.metrics.registry import BUILTIN, Metric
 
+from annosim.report.aggregate import REFERENCE
 from annosim.report.sensitivity import Sensitivity, uses_gt
 from annosim.report.table1 import PAPER_METHODS
 
@@ -123,11 +124,14 @@ def table1_display(view: pd.DataFrame, order: list[tuple[str, str]] | None = Non
     One row per (dataset, structure, published dataset); one column group per run model (and
     protocol, when the view holds several): ``<model> n`` and ``<model> fg-only/full`` (mean
     best-of-rounds Dice with / without background removal, as the paper's SAM2 cells); then
-    the published columns. ``order``: (model, protocol) pairs giving the groups' order.
+    the published columns. ``order``: (model, protocol) pairs giving the groups' order. A view
+    with the reference aggregation (``shift_*`` columns) gets ``<model> shift`` after each
+    group's pair: reference minus per-object, fg-only/full, signed.
     """
     groups = _run_groups(view, order)
     titles = _group_labels(groups)
     index = {g: i for i, g in enumerate(groups)}
+    shifts = "shift_fg_only" in view.columns
     rows: dict[tuple, dict[str, str]] = {}
     for _, r in view.iterrows():
         key = (r["dataset"], r["label_name"], r["paper_dataset"])
@@ -136,6 +140,8 @@ def table1_display(view: pd.DataFrame, order: list[tuple[str, str]] | None = Non
             for t in titles:
                 row[f"{t} n"] = DASH
                 row[f"{t} fg-only/full"] = DASH
+                if shifts:
+                    row[f"{t} shift"] = DASH
             for col, title in PAPER_METHODS.items():
                 if not col.startswith("sam2"):
                     row[f"{title} (paper)"] = fmt(r[col])
@@ -144,6 +150,9 @@ def table1_display(view: pd.DataFrame, order: list[tuple[str, str]] | None = Non
         t = titles[index[(r["model"], r["protocol"], r["variant"] if isinstance(r["variant"], str) else "")]]
         rows[key][f"{t} n"] = fmt(r["n"])
         rows[key][f"{t} fg-only/full"] = fmt_pair(r["run_fg_only"], r["run_full"])
+        if shifts:
+            rows[key][f"{t} shift"] = "/".join(DASH if not math.isfinite(v) else f"{v:+.3f}"
+                                               for v in (float(r["shift_fg_only"]), float(r["shift_full"])))
     return pd.DataFrame(list(rows.values()))
 
 
@@ -167,14 +176,19 @@ def table1_notes(view: pd.DataFrame) -> list[str]:
     """Footnotes of the Table-1 view (what the run columns hold, which protocol they used)."""
     groups = _run_groups(view, None)
     protos = sorted({_protocol_label(p, v) for _, p, v in groups})
-    notes = ["This run: mean best-of-rounds Dice with background slices removed (fg-only) / whole volume "
-             "(full), one column group per model (its 'mode' argument in parentheses); n: objects. "
+    reference = "aggregation" in view.columns and (view["aggregation"] == REFERENCE).any()
+    statistic = ("the reference script's statistic (annosim report --aggregate reference: rank columns, "
+                 "entries never filled counted as 0, mean over cases; see the reference-aggregation table), "
+                 "shift: reference minus annosim's per-object mean" if reference else
+                 "per-object aggregation (mean over the structure's objects)")
+    notes = ["This run: best-of-rounds Dice with background slices removed (fg-only) / whole volume "
+             f"(full), {statistic}; one column group per model (its 'mode' argument in parentheses); n: objects. "
              f"The published columns (marked (paper), or grouped under '{PAPER_GROUP}') are the numbers "
              "of He et al. 2024, Table 1 ('-': not reported)."]
     if len(protos) == 1:
         notes.append(f"Protocol of this run's columns: {protos[0]}.")
-    notes.append("Published SAM2 numbers come from the reference script (protocol variant he2024-vista); "
-                 "compare like for like.")
+    notes.append("Published SAM2 numbers come from the reference script (protocol variant he2024-vista, "
+                 "aggregated as annosim report --aggregate reference does); compare like for like.")
     return notes
 
 
