@@ -1,4 +1,4 @@
-"""Array orientation (DESIGN section 2, Contract) and writing masks back on the original grid.
+"""Array orientation (the README's Data section) and writing masks back on the original grid.
 
 Files are read into a *stored* array ``data[i, j, k]`` indexed as nibabel indexes a NIfTI file
 (``i`` fastest on disk) together with ``affine``, the 4x4 matrix from voxel ``(i, j, k)`` to RAS+

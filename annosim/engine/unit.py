@@ -34,7 +34,7 @@ def object_rng(seed: int, case: str, label: int) -> np.random.Generator:
     """The random stream of one object, from a stable hash (never ``hash()``).
 
     It does not depend on the setting (nor the protocol): the ``full`` and ``fg-only`` runs of
-    an object draw the same stream (common random numbers, DESIGN section 5), so their
+    an object draw the same stream (common random numbers), so their
     comparison is paired.
     """
     return np.random.default_rng(stable_seed(int(seed), case, int(label)))

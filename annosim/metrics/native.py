@@ -1,5 +1,5 @@
 """Native metrics: each protocol's source's own metric, computed as that source computes it on
-the frames it scores (DESIGN section 6), written in its own rounds.csv column beside annosim's
+the frames it scores (README, Metrics), written in its own rounds.csv column beside annosim's
 common metrics.
 
 A protocol lists the entries it reports in ``native_metrics`` (names below); the run's

@@ -1,4 +1,4 @@
-"""The model plugin API (DESIGN section 3, Contract).
+"""The model plugin API (the README's "Models and the plugin API").
 
 A model is any object with the methods of :class:`SliceModel`. Built-in models subclass
 :class:`SliceModelBase`, which declares every optional hook with its documented default and the

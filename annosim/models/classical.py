@@ -17,7 +17,7 @@ nearest a negative click are removed. On a slice with negative clicks only, the 
 of the mask away from them stands in for a positive click; a component with negative clicks
 and nothing to keep is removed whole.
 
-Propagation follows SAM2's video predictor (DESIGN section 3): from the earliest prompted frame
+Propagation follows SAM2's video predictor (README, "Propagation order"): from the earliest prompted frame
 forward to the last frame, then backward to the first; a prompted frame keeps its own mask and
 restarts tracking. A frame between two prompted frames is conditioned by both (SAM2's memory
 holds every prompted frame): it gets the union of the tracks arriving from either side.

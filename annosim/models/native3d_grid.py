@@ -1,6 +1,6 @@
 """Mapping between annosim's canonical ``(Z, Y, X)`` grid and a 3D network's own grid.
 
-annosim's canonical volume (DESIGN section 2) has axis 0 running inferior -> superior, axis 1
+annosim's canonical volume (README, Data) has axis 0 running inferior -> superior, axis 1
 anterior -> posterior and axis 2 from the patient's right to left: its axis codes are
 ``("S", "P", "L")``. Networks trained with MONAI's ``Orientationd(axcodes="RAS")`` expect axis 0
 running left -> right, axis 1 posterior -> anterior and axis 2 inferior -> superior. The

@@ -1,1 +1,1 @@
-"""Simulated-annotator protocols (DESIGN section 5)."""
+"""Simulated-annotator protocols (README, Protocols)."""

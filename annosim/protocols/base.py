@@ -29,7 +29,7 @@ class Prompt:
     box: tuple[int, int, int, int] | None = None
 
     def to_record(self) -> dict[str, Any]:
-        """JSON-able fields of DESIGN section 4 (without case/label/setting/round)."""
+        """JSON-able fields of the README's "Results folder" (without case/label/setting/round)."""
         rec: dict[str, Any] = {"kind": self.kind, "z": int(self.z)}
         if self.kind == "point":
             rec.update(y=int(self.y), x=int(self.x), positive=bool(self.positive))  # type: ignore[arg-type]

@@ -68,7 +68,7 @@ FIRST_CLICK_REGIONS = ("whole", "largest")
 def first_click(gt: np.ndarray, region: str = "whole") -> tuple[int, int, int]:
     """The first click on a bool ``(Z, Y, X)`` truth: the voxel nearest the centroid.
 
-    ``region="whole"`` (he2024, DESIGN section 5 rule 1, "pick the foreground geometric
+    ``region="whole"`` (he2024 rule 1, "pick the foreground geometric
     center"): the voxel of all of ``gt`` nearest the centroid (mean voxel index) of all of it.
     ``region="largest"``: the same on the largest 26-connected component only (the reading of
     earlier annosim versions and of Shen et al.). Ties: lowest ``(z, y, x)``. Raises

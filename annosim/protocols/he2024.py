@@ -2,7 +2,7 @@
 Image Segmentation", arXiv 2408.11210) and the ``he2024-vista`` variant that reproduces the
 reference script (Project-MONAI/VISTA, ``val_multigpu_sam2_point_iterative.py``).
 
-Rules (DESIGN section 5, the paper's text read literally): a first positive click at the
+Rules (the paper's text read literally): a first positive click at the
 voxel of the object nearest its centroid; up to 5 clicks in all on that slice, each at the
 centre of the larger eroded error region (a tie goes positive); propagation through the volume
 (round 1); then up to 7 rounds that each put up to 3 clicks on the slice with the lowest 2D Dice
@@ -54,7 +54,7 @@ SLICE_SCORES = ("exact", "reference")
 
 @dataclass(frozen=True)
 class He2024Params:
-    """Parameters of the protocol; defaults are the paper's text (DESIGN section 5).
+    """Parameters of the protocol; defaults are the paper's text (README, Protocols).
 
     Attributes
     ----------
@@ -124,7 +124,7 @@ class He2024Params:
         return "reference" in (self.first_click, self.center_rule, self.slice_score)
 
 
-#: The reference script's behaviour (DESIGN section 5, variant he2024-vista).
+#: The reference script's behaviour (README, "he2024-vista").
 VISTA_PARAMS = He2024Params(
     initial_clicks_sent=4,
     first_click="reference",

@@ -5,7 +5,7 @@ propagated once through the volume.
 The centre slice is the slice of the he2024 first click (:func:`annosim.protocols.clicks.
 first_click`: the voxel of the largest 26-connected component nearest its centroid).
 
-- ``shen2024-points``: the he2024 initial-slice rule (DESIGN section 5, rules 1-3): a positive
+- ``shen2024-points``: the he2024 initial-slice rule (he2024 rules 1-3): a positive
   click there, then up to 4 more, each at the centre of the larger eroded error region of the
   slice's prediction; one propagation; one round. It is :class:`~annosim.protocols.he2024.He2024`
   with ``rounds=1``.

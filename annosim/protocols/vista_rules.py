@@ -1,6 +1,6 @@
 """The click arithmetic of He et al.'s reference script, computation for computation.
 
-``he2024-vista`` (DESIGN section 5) reproduces Project-MONAI/VISTA
+``he2024-vista`` (README, Protocols) reproduces Project-MONAI/VISTA
 ``vista3d/scripts/validation/val_multigpu_sam2_point_iterative.py`` click for click. Where
 several pixels are (nearly) equally good, which one that script picks is decided by float32
 rounding and by the order ``torch.sort`` (not a stable sort) returns, not by a tie rule; these

@@ -94,7 +94,7 @@ def carry_forward(rounds: pd.DataFrame, max_rounds: dict[str, int] | int | None 
 
     Parameters
     ----------
-    rounds : rows of one or more ``rounds.csv`` (columns of DESIGN section 4 plus any of
+    rounds : rows of one or more ``rounds.csv`` (columns of the README's "Results folder" plus any of
         ``dataset, model, variant, run``).
     max_rounds : last round per protocol name, one number for all, or ``None`` (the most rounds
         reached by any object of the same protocol).
@@ -201,7 +201,7 @@ def object_table(full: pd.DataFrame, noc_thresholds: tuple[float, ...] = (0.80, 
 
 def summarize(objects: pd.DataFrame, config: StatsConfig = StatsConfig(),
               metrics: tuple[Metric, ...] = BUILTIN) -> pd.DataFrame:
-    """Summary per dataset x structure x setting x model x protocol (DESIGN section 7).
+    """Summary per dataset x structure x setting x model x protocol (README, Reports).
 
     Columns: ``dataset, structure (label_name), setting, model, protocol, variant, n,
     early_stopped`` (objects carried forward), ``best_dice`` (mean best-of-rounds Dice, the
