@@ -25,3 +25,40 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def write_synthetic_case(folder: Path, name: str, slices: int = 8, seed: int = 0) -> tuple[Path, Path]:
+    """A small CT-like NIfTI case (``slices`` x 32 x 32 voxels, 1.5 x 1 x 1 mm, RAS): soft tissue
+    (40 HU) around two bright objects, label 1 (a 200 HU box on slices 2..slices-3) and label 2
+    (a 120 HU box on slices 1..3); returns (image, label) paths."""
+    import nibabel as nib
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    img = np.full((32, 32, slices), 40.0, np.float32) + rng.normal(0, 5, (32, 32, slices)).astype(np.float32)
+    img[:4], img[-4:] = -1000.0, -1000.0
+    lab = np.zeros((32, 32, slices), np.uint8)
+    lab[8:20, 8:18, 2:slices - 2] = 1
+    lab[22:28, 20:28, 1:4] = 2
+    img[lab == 1] += 160.0
+    img[lab == 2] += 80.0
+    affine = np.diag([1.0, 1.0, 1.5, 1.0])
+    folder.mkdir(parents=True, exist_ok=True)
+    image, label = folder / f"{name}_ct.nii.gz", folder / f"{name}_seg.nii.gz"
+    nib.save(nib.Nifti1Image(img, affine), image)
+    nib.save(nib.Nifti1Image(lab, affine), label)
+    return image, label
+
+
+@pytest.fixture(scope="session")
+def synthetic_manifest(tmp_path_factory) -> Path:
+    """cases.csv of four synthetic cases ``syn6`` .. ``syn9`` (6 to 9 slices) with absolute
+    paths: written by the tests, so suites run where ../shared is absent."""
+    root = tmp_path_factory.mktemp("synthetic")
+    lines = ["image,label,case"]
+    for i, n in enumerate((6, 7, 8, 9)):
+        image, label = write_synthetic_case(root, f"syn{n}", n, seed=i)
+        lines.append(f"{image},{label},syn{n}")
+    path = root / "cases.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
