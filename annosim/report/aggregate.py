@@ -224,29 +224,6 @@ def with_per_object(reference: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFr
     return out
 
 
-def reference_display(table: pd.DataFrame) -> pd.DataFrame:
-    """Display strings of :func:`with_per_object`'s table (3 decimals, signed shift)."""
-    from annosim.report.tables import DASH, fmt
-
-    rows = []
-    for _, r in table.iterrows():
-        shift = r["shift"]
-        rows.append({
-            "Dataset": r["dataset"], "Setting": r["setting"], "Model": r["model"],
-            "Protocol": r["protocol"] if not r["variant"] or r["variant"] in r["protocol"]
-            else f"{r['protocol']} ({r['variant']})",
-            "Column": "all" if int(r["column"]) == ALL_COLUMNS else str(int(r["column"])),
-            "Structure (nominal)": r["structure"],
-            "Reference Dice": fmt(r["reference_dice"]),
-            "Per-object Dice": fmt(r["per_object_dice"]),
-            "Shift": DASH if not np.isfinite(shift) else f"{shift:+.3f}",
-            "n cases": fmt(int(r["n_cases"])),
-            "Other / zero": DASH if int(r["column"]) == ALL_COLUMNS else f"{int(r['n_other'])}/{int(r['n_zero'])}",
-            "Structures in the column": r["placed"] or DASH,
-        })
-    return pd.DataFrame(rows)
-
-
 def reference_notes() -> list[str]:
     """Footnotes of the reference-aggregation table."""
     return [
