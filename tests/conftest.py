@@ -18,6 +18,17 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="module")
+def ray_session():
+    """A local Ray instance on 2 CPUs for a module's tests (skips when ray is not installed)."""
+    import logging
+
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'annosim[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
 def one_torch_thread():
     """Run a module's torch code on one intra-op thread (restored afterwards)."""
     torch = pytest.importorskip("torch")

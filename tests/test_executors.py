@@ -11,7 +11,6 @@ Rows of a parallel run are compared with the sequential ones sorted, timing colu
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import threading
@@ -125,14 +124,6 @@ def sequential(manifest, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("seq") / "run"
     assert main(manifest_run_args(manifest, out)) == 0
     return out
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'annosim[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 # ---------------------------------------------------------------------------------------------

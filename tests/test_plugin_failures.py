@@ -5,7 +5,6 @@ Ray). Runs on synthetic NIfTI cases (conftest.synthetic_manifest), so it needs n
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -56,14 +55,6 @@ def plugins(tmp_path_factory):
     (root / "failing.py").write_text(FAILING)
     (root / "metric.py").write_text(METRIC)
     return root
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'annosim[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 def _errors(out: Path) -> dict[str, dict]:
