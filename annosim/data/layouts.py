@@ -23,6 +23,8 @@ In every layout a label may be a 3D Slicer ``.seg.nrrd`` (names and values from 
 image may be a DICOM series folder. Paths inside dataset JSON/CSV files resolve against the
 dataset root; one that points outside it (``../``, an absolute path elsewhere) is an
 :class:`~annosim.errors.InputError`. Symbolic links inside the root are followed without complaint.
+A CSV manifest is the user's own file: its absolute paths are taken as they are and relative
+ones resolve against ``data_root`` (default: the CSV's folder), with no containment check.
 
 Label names, weakest first: ``labels.json`` beside the label file, names in the label files
 themselves, the dataset's own (``dataset.json``, ``label_dict``), the ``label_names`` argument.
@@ -166,16 +168,20 @@ def _inside(root: Path, rel: object, source: Path, where: str) -> str:
     return path
 
 
+def _user_path(base: Path, rel: object, source: Path | None, where: str) -> str:
+    """``rel`` from the user's own command or CSV manifest: absolute as is, relative to ``base``."""
+    if not isinstance(rel, str) or not rel.strip():
+        raise InputError(source, f"{where}: path is missing or not a string")
+    return os.path.normpath(os.path.join(os.path.abspath(base), os.path.expanduser(rel.strip())))
+
+
 def _expand_label_spec(text: str, base: Path, source: Path | None, where: str, check_root: bool) -> list[str]:
     """``a.nrrd,b.nrrd`` or a glob -> paths (globs sorted); each inside ``base`` when ``check_root``."""
     out: list[str] = []
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        if check_root:
-            path = _inside(base, part, source or base, where)
-        else:
-            path = os.path.normpath(os.path.join(os.path.abspath(base), os.path.expanduser(part)))
+        path = (_inside if check_root else _user_path)(base, part, source or base, where)
         if any(ch in part for ch in "*?["):
             matches = sorted(glob.glob(path))
             if not matches:
@@ -387,8 +393,8 @@ def _open_csv(spec: Path, data_root: Path | None, names: dict[int, str]) -> Data
         if len(row) != len(header):
             raise InputError(spec, f"line {line}: {len(row)} fields, header has {len(header)}")
         where = f"line {line}"
-        image = _inside(root, row[col["image"]], spec, f"{where} 'image'")
-        labels = _expand_label_spec(row[col["label"]], root, spec, f"{where} 'label'", check_root=True)
+        image = _user_path(root, row[col["image"]], spec, f"{where} 'image'")
+        labels = _expand_label_spec(row[col["label"]], root, spec, f"{where} 'label'", check_root=False)
         case_id = row[case_col].strip() if case_col is not None and row[case_col].strip() else case_id_from_path(image)
         refs.append(CaseRef(case_id, image, labels, dict(names)))
     if case_col is not None:
@@ -405,7 +411,7 @@ def _open_pair(text: str, data_root: Path | None, names: dict[int, str]) -> Data
     if len(tokens) != 2:
         raise InputError(None, f"dataset spec {text!r}: expected 'IMAGE LABEL', got {len(tokens)} parts")
     base = data_root if data_root is not None else Path.cwd()
-    image = os.path.normpath(os.path.join(os.path.abspath(base), os.path.expanduser(tokens[0])))
+    image = _user_path(base, tokens[0], None, "image")
     labels = _expand_label_spec(tokens[1], base, None, "label", check_root=False)
     root = data_root if data_root is not None else Path(image).parent
     case_id = case_id_from_path(image)
