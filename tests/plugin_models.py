@@ -75,3 +75,21 @@ class ThresholdGrow(SliceModelBase):
                 out[z] = cur
                 prev, prev_z = cur, z
         return out
+
+
+class InterruptAfter(ThresholdGrow):
+    """ThresholdGrow that raises KeyboardInterrupt (as Ctrl-C does) in its ``after``-th
+    propagation of the process, counting from 1."""
+
+    name = "interrupt-after"
+    calls = 0
+
+    def __init__(self, after: str | int = 2, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.after = int(after)
+
+    def propagate(self):
+        InterruptAfter.calls += 1
+        if InterruptAfter.calls == self.after:
+            raise KeyboardInterrupt
+        return super().propagate()

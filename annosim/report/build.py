@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -177,7 +176,7 @@ def _run_rows(runs: list[RunResults]) -> pd.DataFrame:
             "Run": r.path.name,
             "Dataset": r.dataset,
             "Model": r.model if model.pop("name", None) else "?",
-            "Model parameters": json.dumps(model, sort_keys=True, default=str) if model else "-",
+            "Model parameters": tables.model_parameters(model),
             "Protocol": ", ".join(protos) or ", ".join(sorted(r.rounds["protocol"].unique())),
             "Settings": ", ".join(m.get("settings") or sorted(r.rounds["setting"].unique())),
             "Seed": str(m.get("seed", "-")),
@@ -218,8 +217,9 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     summary = res["summary"]
     written: dict[str, dict[str, Path]] = {}
     notes = tables.summary_notes(summary, config.stats.n_boot, config.stats.seed)
-    written["summary"] = tables.write_table(summary, tables.summary_display(summary, run_metrics(runs)), out, "summary",
-                                            "Summary per dataset, structure, setting, model and protocol", notes)
+    summary_shown = tables.summary_display(summary, run_metrics(runs))
+    written["summary"] = tables.write_summary(summary, summary_shown, out,
+                                              "Summary per dataset, structure, setting, model and protocol", notes)
     view = table1.table1_view(summary, config.paper_datasets)
     order = list(dict.fromkeys(zip(res["rounds"]["model"], res["rounds"]["protocol"])))  # as the runs were given
     t1_display, t1_notes = tables.table1_display(view, order), tables.table1_notes(view)
@@ -253,7 +253,10 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     page.heading("Runs", anchor="runs")
     page.raw(tables.to_html(_run_rows(runs)))
     page.heading("Summary", anchor="summary")
-    page.raw(tables.to_html(tables.summary_display(summary, run_metrics(runs)), notes))
+    paper_cols, other_cols = tables.split_summary(summary_shown)
+    page.raw(tables.to_html(paper_cols, notes[:3]))
+    page.folded("More columns: bootstrap CI, first/final/mean-over-rounds Dice, NoC, NSD, HD95, FP slices",
+                tables.to_html(other_cols, notes))
     page.links([p for p in written["summary"].values()] + [objects_csv])
     page.heading("Mean Dice vs number of annotated slices", anchor="figures")
     for f in figs:
