@@ -220,6 +220,10 @@ def test_csv_manifest_paths_are_the_users_own(tmp_path):
         ("/data/ct/a.nii.gz", ["/data/seg/a.nii.gz"]),
         (str(root / "b.nii.gz"), [str(tmp_path / "seg" / "b.nii.gz")]),
     ]
+    # clashing names outside the root: ids relative to the clashing images' common folder
+    (root / "n.csv").write_text("image,label\n/d/STS_002/CT.nii.gz,/d/STS_002/m.nii.gz\n"
+                                "/d/STS_019/CT.nii.gz,/d/STS_019/m.nii.gz\n")
+    assert [r.case_id for r in open_dataset(root / "n.csv").cases] == ["STS_002_CT", "STS_019_CT"]
 
 
 def test_bad_malformed_dataset_json(tmp_path):

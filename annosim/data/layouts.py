@@ -204,11 +204,16 @@ def case_id_from_path(path: str | Path) -> str:
 
 
 def _unique_ids(refs: list[CaseRef], root: Path) -> list[CaseRef]:
-    """Replace colliding case ids by the image path relative to the root (``/`` -> ``_``)."""
+    """Replace colliding case ids by the image path relative to the root (``/`` -> ``_``; outside
+    the root: relative to the colliding images' common folder)."""
     counts = Counter(r.case_id for r in refs)
+    clashing = [r.image for r in refs if counts[r.case_id] > 1]
+    common = os.path.commonpath([os.path.dirname(p) for p in clashing]) if clashing else ""
     for ref in refs:
         if counts[ref.case_id] > 1:
             rel = os.path.relpath(ref.image, os.path.abspath(root))
+            if rel.startswith(".."):  # a manifest's absolute path elsewhere: relative to the clashing ones' folder
+                rel = os.path.relpath(ref.image, common)
             ref.case_id = case_id_from_path(rel.replace(os.sep, "_").replace("/", "_"))
     seen: Counter[str] = Counter()
     for ref in refs:
