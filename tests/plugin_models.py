@@ -79,7 +79,7 @@ class ThresholdGrow(SliceModelBase):
 
 class InterruptAfter(ThresholdGrow):
     """ThresholdGrow that raises KeyboardInterrupt (as Ctrl-C does) in its ``after``-th
-    propagation of the process, counting from 1."""
+    propagation of the process, counting from 1 (``after=0``: when it is built)."""
 
     name = "interrupt-after"
     calls = 0
@@ -87,6 +87,8 @@ class InterruptAfter(ThresholdGrow):
     def __init__(self, after: str | int = 2, **kwargs) -> None:
         super().__init__(**kwargs)
         self.after = int(after)
+        if self.after == 0:  # Ctrl-C while the model loads
+            raise KeyboardInterrupt
 
     def propagate(self):
         InterruptAfter.calls += 1

@@ -140,6 +140,11 @@ def test_item5_ctrl_c_says_what_was_saved_and_how_to_resume(shared_data, tmp_pat
     assert line == f"annosim: interrupted: 1 units saved now, 1 in all in {out}; rerun the same command to resume"
     assert main(args) == 0  # the counter is per process: one propagation left, below the trigger
     assert "(1 units written, 1 resumed, 0 errors)" in capsys.readouterr().out
+    early = tmp_path / "early"
+    assert main([*quick_run(shared_data, early, model=INTERRUPT), "--model-arg", "after=0"]) == 130
+    assert error_line(capsys) == ("annosim: interrupted (Ctrl-C); a run keeps the units it saved: rerun the same "
+                                  "command to resume")  # while the model loads: before --out is created
+    assert not early.exists()
 
 
 # -- item 6 ------------------------------------------------------------------------------------
