@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort:  # Ctrl-C outside a run's unit loop (see RunInterrupted)
+        click.echo("annosim: interrupted (Ctrl-C); a run keeps the units it saved: rerun the same command "
+                   "to resume", err=True)
         return 130
     except RunInterrupted as exc:
         click.echo(f"annosim: {exc}", err=True)

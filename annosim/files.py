@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
+
+from annosim.errors import ConfigError, InputError
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -24,3 +27,47 @@ def stable_seed(*parts: object) -> int:
     """
     key = "|".join(str(p) for p in parts).encode("utf-8")
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "little")
+
+
+def check_out_folder(out: str | Path, option: str = "--out") -> None:
+    """ConfigError (one line naming ``option``) unless ``out`` is, or can be created as, a
+    writable folder. Nothing is left behind: a temporary folder is created and removed in
+    ``out`` or its nearest existing ancestor."""
+    out = Path(out)
+    if out.exists():
+        if not out.is_dir():
+            raise ConfigError(f"{option} {out}: exists and is not a folder")
+        probe_in = out
+    else:
+        probe_in = out.parent
+        while not probe_in.exists() and probe_in != probe_in.parent:
+            probe_in = probe_in.parent
+        if not probe_in.is_dir():
+            raise ConfigError(f"{option} {out}: {probe_in} is not a folder")
+    try:
+        tempfile.TemporaryDirectory(dir=probe_in, prefix=".annosim-probe-").cleanup()
+    except OSError as exc:
+        raise ConfigError(f"{option} {out}: cannot create a folder in {probe_in} ({exc.strerror or exc})") from None
+
+
+def _load_reason(exc: BaseException) -> str:
+    """The useful part of a ``torch.load`` failure, on one short line."""
+    text = str(exc).strip()
+    if "WeightsUnpickler error:" in text:  # torch's long weights_only preamble: keep the cause
+        cause = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()[0].strip()
+        return f"torch.load(weights_only=True) refused it: {cause[:120]}"
+    if isinstance(exc, EOFError) or not text:
+        return f"{type(exc).__name__}: the file ends early" if isinstance(exc, EOFError) else type(exc).__name__
+    return f"{type(exc).__name__}: {text.splitlines()[0][:120]}"
+
+
+def unloadable_checkpoint(path: str | Path, exc: BaseException, valid: str) -> InputError:
+    """The one-line error for a checkpoint ``torch.load`` cannot read: "not a loadable
+    checkpoint", its size and sha256 digest, the cause, and ``valid`` (what a valid one is)."""
+    p = Path(path)
+    try:
+        size, digest = f"{p.stat().st_size} bytes", f"sha256 {sha256_file(p)}"
+    except OSError as err:
+        size, digest = "size unknown", f"unreadable ({err.strerror or err})"
+    return InputError(p, f"not a loadable checkpoint ({size}, {digest}; {_load_reason(exc)}); "
+                         f"a valid one is {valid}")

@@ -75,3 +75,23 @@ class ThresholdGrow(SliceModelBase):
                 out[z] = cur
                 prev, prev_z = cur, z
         return out
+
+
+class InterruptAfter(ThresholdGrow):
+    """ThresholdGrow that raises KeyboardInterrupt (as Ctrl-C does) in its ``after``-th
+    propagation of the process, counting from 1 (``after=0``: when it is built)."""
+
+    name = "interrupt-after"
+    calls = 0
+
+    def __init__(self, after: str | int = 2, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.after = int(after)
+        if self.after == 0:  # Ctrl-C while the model loads
+            raise KeyboardInterrupt
+
+    def propagate(self):
+        InterruptAfter.calls += 1
+        if InterruptAfter.calls == self.after:
+            raise KeyboardInterrupt
+        return super().propagate()

@@ -201,12 +201,29 @@ def test_bad_path_escaping_root(tmp_path):
     message = str(e.value)
     assert "\n" not in message and "list.json" in message
     assert "'../secret.nii.gz' points outside the dataset root" in message
-    (root / "abs.csv").write_text("image,label\n/etc/passwd,l.nii.gz\n")
+    (root / "abs.json").write_text(json.dumps({"testing": [{"image": "/etc/passwd", "label": "l.nii.gz"}]}))
     with pytest.raises(InputError, match="'/etc/passwd' points outside the dataset root"):
-        open_dataset(root / "abs.csv")
-    (root / "glob.csv").write_text("image,label\ni.nii.gz,../*.nii.gz\n")
+        open_dataset(root / "abs.json")
+    (root / "glob.json").write_text(json.dumps({"testing": [{"image": "i.nii.gz", "label": "../*.nii.gz"}]}))
     with pytest.raises(InputError, match="points outside"):
-        open_dataset(root / "glob.csv")
+        open_dataset(root / "glob.json")
+
+
+def test_csv_manifest_paths_are_the_users_own(tmp_path):
+    """Rule (issue 16, item 1): a CSV manifest's absolute paths are taken as they are, relative
+    ones resolve against the manifest's folder; no containment check."""
+    root = tmp_path / "ds"
+    root.mkdir()
+    (root / "m.csv").write_text("image,label\n/data/ct/a.nii.gz,/data/seg/a.nii.gz\nb.nii.gz,../seg/b.nii.gz\n")
+    ds = open_dataset(root / "m.csv")
+    assert [(r.image, r.labels) for r in ds.cases] == [
+        ("/data/ct/a.nii.gz", ["/data/seg/a.nii.gz"]),
+        (str(root / "b.nii.gz"), [str(tmp_path / "seg" / "b.nii.gz")]),
+    ]
+    # clashing names outside the root: ids relative to the clashing images' common folder
+    (root / "n.csv").write_text("image,label\n/d/STS_002/CT.nii.gz,/d/STS_002/m.nii.gz\n"
+                                "/d/STS_019/CT.nii.gz,/d/STS_019/m.nii.gz\n")
+    assert [r.case_id for r in open_dataset(root / "n.csv").cases] == ["STS_002_CT", "STS_019_CT"]
 
 
 def test_bad_malformed_dataset_json(tmp_path):

@@ -95,8 +95,10 @@ def test_summary_tables(real_run, report_dir):
     n_carried = int((direct["rounds"] < 8).sum())
     assert f"carried forward (last round repeated up to the last round): {n_carried} of 8 objects" in md
     assert "he2024 (paper)" in md  # protocol variant beside every number
-    tex = (report_dir / "summary.tex").read_text()
+    tex = (report_dir / "summary_full.tex").read_text()
     assert r"\begin{tabular}" in tex and tex.count(r" \\") == 9  # header + 8 rows
+    paper = (report_dir / "summary.tex").read_text()  # structure x setting (issue 16, item 10)
+    assert paper.count(r" \\") == 2 + 4 and r"\begin{tabular}{llrr}" in paper  # two header rows + 4 structures
     objects = pd.read_csv(report_dir / "objects.csv")
     assert len(objects) == 8 and set(objects["max_rounds"]) == {8}
 

@@ -109,12 +109,15 @@ def test_second_concurrent_run_is_refused(shared_data, reference_run, capsys):
 
 
 def test_absent_label_is_an_error_line_and_others_complete(shared_data, tmp_path, capsys):
+    """A label value absent from a case is a data error of that case (a name no case has is a
+    command error: tests/test_newcomer.py)."""
     out = tmp_path / "bad-label"
-    code = main(["run", "--data", spec(shared_data), "--model", PLUGIN, "--labels", "aorta,femur",
+    code = main(["run", "--data", spec(shared_data), "--model", PLUGIN, "--labels", "aorta,200",
                  "--settings", "fg-only", "--out", str(out), "--quiet"])
     assert code == 1
     errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
-    assert len(errors) == 1 and "'femur'" in errors[0]["error"] and "seg.nii.gz" in errors[0]["error"]
+    assert len(errors) == 1 and "'200' (value 200) is absent" in errors[0]["error"]
+    assert "seg.nii.gz" in errors[0]["error"]
     assert {r[2] for r in rows_without_timing(out)} == {"aorta"}
 
 

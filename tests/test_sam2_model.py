@@ -337,7 +337,7 @@ def test_corrupt_checkpoints(tmp_path: Path, checkpoint: Path) -> None:
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(checkpoint.read_bytes()[: 1 << 20])
     for path in (junk, truncated):
-        with pytest.raises(InputError, match="not a readable PyTorch checkpoint") as exc:
+        with pytest.raises(InputError, match="not a loadable checkpoint") as exc:
             SAM2Model(checkpoint=str(path), image_size=str(SIZE))
         assert str(exc.value).startswith(str(path)) and "\n" not in str(exc.value)
     empty = tmp_path / "empty.pt"
@@ -349,7 +349,7 @@ def test_corrupt_checkpoints(tmp_path: Path, checkpoint: Path) -> None:
 def test_pickled_code_is_refused(tmp_path: Path) -> None:
     evil = tmp_path / "evil.pt"
     torch.save({"model": {"x": torch.zeros(1)}, "extra": Path("/")}, evil)  # a non-tensor object
-    with pytest.raises(InputError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(InputError, match="not a loadable checkpoint"):
         SAM2Model(checkpoint=str(evil), image_size=str(SIZE))
 
 

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from annosim.data.inspect import case_summary, format_summary
+from annosim.data.inspect import case_summary, format_summary, missing_files
 from annosim.data.layouts import LAYOUTS, open_dataset
 from annosim.data.orientation import ORIENTATIONS
 from annosim.errors import AnnosimError, InputError
@@ -41,8 +41,9 @@ def inspect(
     name, voxel count and slice extent (first/last slice along Z, number of slices holding it).
 
     SPEC is an MSD or nnU-Net folder, a datalist .json, a .csv manifest, or "IMAGE LABEL".
-    A case that cannot be read is reported on stderr and the others are still shown; the exit
-    status is then 2.
+    Missing files are summarised first (how many, under which folder, the first few); a case
+    that cannot be read is reported on stderr and the others are still shown; the exit status
+    is then 2.
     """
     ds = open_dataset(spec, layout=layout, data_root=data_root, split=split, label_names=label_names)
     info = ds.describe()
@@ -53,7 +54,13 @@ def inspect(
         )
     failed = 0
     debug = bool(ctx.find_root().obj and ctx.find_root().obj.get("debug"))
+    absent, lines = missing_files(list(ds))
+    for line in lines:
+        click.echo(f"annosim: {line}", err=True)
+    failed += len(absent)
     for ref in ds:
+        if ref.case_id in absent:
+            continue
         try:
             case = ref.load(orientation)
         except AnnosimError as exc:

@@ -9,6 +9,7 @@ import click
 
 from annosim.errors import ConfigError
 from annosim.schema import AGGREGATIONS
+from annosim.files import check_out_folder
 
 
 def _labels(text: str | None) -> tuple[str, ...]:
@@ -43,6 +44,7 @@ def report(run_dirs: tuple[str, ...], out: str, dataset_name: str | None, paper_
     sensitivity.{csv,md,tex} (when a model ran several protocols), objects.csv, curves.csv,
     figures/*.{png,svg}, qc/*/*.png and report.html into --out.
     """
+    check_out_folder(out, "--out")
     from annosim.report.build import ReportConfig, build_report
     from annosim.report.stats import StatsConfig
     from annosim.report.table1 import load_paper_table
@@ -71,6 +73,8 @@ def compare(run_a: str, run_b: str, out: str | None, n_boot: int, seed: int) -> 
     """Paired comparison of two runs (B - A) on their common objects: best-of-rounds Dice,
     Wilcoxon signed-rank p-value and bootstrap CI of the mean difference, per structure and
     overall."""
+    if out is not None:
+        check_out_folder(out, "--out")
     from annosim.report.compare import compare_runs
     from annosim.report.tables import comparison_display, to_markdown
 

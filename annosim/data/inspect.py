@@ -113,3 +113,34 @@ def format_summary(summary: dict) -> str:
     for note in summary.get("notes", []):
         lines.append(f"  note: {note}")
     return "\n".join(lines)
+
+
+def missing_files(cases: list, shown: int = 5) -> tuple[set[str], list[str]]:
+    """Case ids whose image or label files do not exist, and summary lines: one line per kind
+    ("N of M images not found under ROOT ...") then the first ``shown`` missing paths.
+
+    ``cases``: :class:`annosim.data.layouts.CaseRef` items. Nothing is read.
+    """
+    import os
+
+    missing: dict[str, list[str]] = {"image": [], "label": []}
+    bad: set[str] = set()
+    for ref in cases:
+        for kind, paths in (("image", [ref.image]), ("label", ref.labels)):
+            gone = [p for p in paths if not os.path.exists(p)]
+            if gone:
+                missing[kind].append(gone[0])
+                bad.add(ref.case_id)
+    lines = []
+    if bad:
+        parents = sorted({os.path.dirname(p) for paths in missing.values() for p in paths})
+        root = os.path.commonpath(parents) if parents else ""
+        for kind, paths in missing.items():
+            if paths:
+                lines.append(f"{len(paths)} of {len(cases)} {kind}s not found under {root}")
+        lines[-1] += "; pass --data-root FOLDER if the paths are relative to another folder"
+        listed = [p for paths in missing.values() for p in paths]
+        lines += [f"  not found: {p}" for p in listed[:shown]]
+        if len(listed) > shown:
+            lines.append(f"  ... and {len(listed) - shown} more")
+    return bad, lines

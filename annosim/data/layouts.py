@@ -23,6 +23,8 @@ In every layout a label may be a 3D Slicer ``.seg.nrrd`` (names and values from 
 image may be a DICOM series folder. Paths inside dataset JSON/CSV files resolve against the
 dataset root; one that points outside it (``../``, an absolute path elsewhere) is an
 :class:`~annosim.errors.InputError`. Symbolic links inside the root are followed without complaint.
+A CSV manifest is the user's own file: its absolute paths are taken as they are and relative
+ones resolve against ``data_root`` (default: the CSV's folder), with no containment check.
 
 Label names, weakest first: ``labels.json`` beside the label file, names in the label files
 themselves, the dataset's own (``dataset.json``, ``label_dict``), the ``label_names`` argument.
@@ -31,7 +33,6 @@ themselves, the dataset's own (``dataset.json``, ``label_dict``), the ``label_na
 from __future__ import annotations
 
 import csv
-import glob
 import json
 import os
 import shlex
@@ -44,6 +45,7 @@ import numpy as np
 
 from annosim.data.case import Case
 from annosim.data.orientation import ORIENTATIONS, orient
+from annosim.data.paths import _expand_label_spec, _inside, _unique_ids, _user_path, case_id_from_path
 from annosim.data.readers import (
     labels_json_names,
     parse_label_names,
@@ -54,8 +56,6 @@ from annosim.errors import ConfigError, InputError
 
 #: Layout names accepted by :func:`open_dataset`.
 LAYOUTS = ("msd", "nnunet", "datalist", "csv", "pair")
-
-_IMAGE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 
 
 @dataclass
@@ -151,65 +151,6 @@ def _load_json(path: Path) -> dict:
     if not isinstance(data, dict):
         raise InputError(path, "expected a JSON object at the top level")
     return data
-
-
-def _inside(root: Path, rel: object, source: Path, where: str) -> str:
-    """``rel`` resolved against ``root`` (lexically: symlinks inside the root are fine); must stay inside."""
-    if not isinstance(rel, str) or not rel.strip():
-        raise InputError(source, f"{where}: path is missing or not a string")
-    root_n = os.path.normpath(os.path.abspath(root))
-    path = os.path.normpath(os.path.join(root_n, os.path.expanduser(rel.strip())))
-    if os.path.commonpath([root_n, path]) != root_n:
-        raise InputError(
-            source, f"{where}: path {rel!r} points outside the dataset root {root_n} (set --data-root to widen it)"
-        )
-    return path
-
-
-def _expand_label_spec(text: str, base: Path, source: Path | None, where: str, check_root: bool) -> list[str]:
-    """``a.nrrd,b.nrrd`` or a glob -> paths (globs sorted); each inside ``base`` when ``check_root``."""
-    out: list[str] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        if check_root:
-            path = _inside(base, part, source or base, where)
-        else:
-            path = os.path.normpath(os.path.join(os.path.abspath(base), os.path.expanduser(part)))
-        if any(ch in part for ch in "*?["):
-            matches = sorted(glob.glob(path))
-            if not matches:
-                raise InputError(part, "no label files match this pattern")
-            out.extend(matches)
-        else:
-            out.append(path)
-    if not out:
-        raise InputError(source, f"{where}: no label file given")
-    return out
-
-
-def case_id_from_path(path: str | Path) -> str:
-    """Case identifier from an image path: its name without the image suffix (``img0001.nii.gz`` -> ``img0001``)."""
-    name = Path(path).name
-    for suffix in _IMAGE_SUFFIXES:
-        if name.lower().endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
-def _unique_ids(refs: list[CaseRef], root: Path) -> list[CaseRef]:
-    """Replace colliding case ids by the image path relative to the root (``/`` -> ``_``)."""
-    counts = Counter(r.case_id for r in refs)
-    for ref in refs:
-        if counts[ref.case_id] > 1:
-            rel = os.path.relpath(ref.image, os.path.abspath(root))
-            ref.case_id = case_id_from_path(rel.replace(os.sep, "_").replace("/", "_"))
-    seen: Counter[str] = Counter()
-    for ref in refs:
-        seen[ref.case_id] += 1
-        if seen[ref.case_id] > 1:
-            ref.case_id = f"{ref.case_id}#{seen[ref.case_id]}"
-    return refs
 
 
 def _json_layout(path: Path) -> str:
@@ -387,8 +328,8 @@ def _open_csv(spec: Path, data_root: Path | None, names: dict[int, str]) -> Data
         if len(row) != len(header):
             raise InputError(spec, f"line {line}: {len(row)} fields, header has {len(header)}")
         where = f"line {line}"
-        image = _inside(root, row[col["image"]], spec, f"{where} 'image'")
-        labels = _expand_label_spec(row[col["label"]], root, spec, f"{where} 'label'", check_root=True)
+        image = _user_path(root, row[col["image"]], spec, f"{where} 'image'")
+        labels = _expand_label_spec(row[col["label"]], root, spec, f"{where} 'label'", check_root=False)
         case_id = row[case_col].strip() if case_col is not None and row[case_col].strip() else case_id_from_path(image)
         refs.append(CaseRef(case_id, image, labels, dict(names)))
     if case_col is not None:
@@ -405,7 +346,7 @@ def _open_pair(text: str, data_root: Path | None, names: dict[int, str]) -> Data
     if len(tokens) != 2:
         raise InputError(None, f"dataset spec {text!r}: expected 'IMAGE LABEL', got {len(tokens)} parts")
     base = data_root if data_root is not None else Path.cwd()
-    image = os.path.normpath(os.path.join(os.path.abspath(base), os.path.expanduser(tokens[0])))
+    image = _user_path(base, tokens[0], None, "image")
     labels = _expand_label_spec(tokens[1], base, None, "label", check_root=False)
     root = data_root if data_root is not None else Path(image).parent
     case_id = case_id_from_path(image)

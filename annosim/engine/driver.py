@@ -8,7 +8,6 @@ the executor, and writes every unit the workers send as soon as it arrives; fail
 from __future__ import annotations
 
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +16,9 @@ import numpy as np
 
 from annosim.config import ResolvedRun, RunSpec, orientation_of, validate
 from annosim.data.layouts import CaseRef, open_dataset
-from annosim.errors import ConfigError, RunInterrupted
+from annosim.data.preflight import check_command_line_files, check_label_names
+from annosim.errors import RunInterrupted
+from annosim.files import check_out_folder
 from annosim.models.registry import model_identity
 from annosim.results import ResultsFolder, provenance
 from annosim.schema import ErrorRecord, UnitKey, UnitResult, prediction_path, round_columns
@@ -56,26 +57,9 @@ def run_identity(run: ResolvedRun, dataset_desc: dict[str, Any]) -> dict[str, An
 
 
 def check_out_dir(out: Path) -> None:
-    """ConfigError (one line) unless ``out`` is, or can be created as, a writable folder.
-
-    Nothing is left behind: the check creates and removes a temporary folder in the nearest
-    existing ancestor.
-    """
-    out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise ConfigError(f"--out {out}: exists and is not a folder")
-        probe_in = out
-    else:
-        probe_in = out.parent
-        while not probe_in.exists() and probe_in != probe_in.parent:
-            probe_in = probe_in.parent
-        if not probe_in.is_dir():
-            raise ConfigError(f"--out {out}: {probe_in} is not a folder")
-    try:
-        tempfile.TemporaryDirectory(dir=probe_in, prefix=".annosim-probe-").cleanup()
-    except OSError as exc:
-        raise ConfigError(f"--out {out}: cannot create a folder in {probe_in} ({exc.strerror or exc})") from None
+    """ConfigError (one line) unless ``out`` is, or can be created as, a writable folder
+    (see :func:`annosim.files.check_out_folder`; nothing is left behind)."""
+    check_out_folder(out, "--out")
 
 
 def save_unit_predictions(out: Path, key: UnitKey, predictions: list[np.ndarray]) -> None:
@@ -151,6 +135,8 @@ def run_benchmark(
     d = spec.data
     dataset = open_dataset(d.spec, layout=d.layout, data_root=d.data_root, split=d.split, label_names=d.label_names)
     refs = list(dataset.cases)[: d.limit] if d.limit else list(dataset.cases)
+    check_command_line_files(dataset)
+    check_label_names(refs, d.labels)
     identity = run_identity(run, dataset.describe())
     report = RunReport(Path(spec.out))
     ex = spec.execution

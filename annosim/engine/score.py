@@ -123,6 +123,8 @@ def score_predictions(pred_dir: str | Path, data_spec: str, out: str | Path, *, 
     go to errors.jsonl; the others are scored.
     """
     from annosim.data.layouts import open_dataset
+    from annosim.data.preflight import check_command_line_files, check_label_names
+    from annosim.files import check_out_folder
     from annosim.engine.case import resolve_labels
     from annosim.results import ResultsFolder
 
@@ -133,7 +135,10 @@ def score_predictions(pred_dir: str | Path, data_spec: str, out: str | Path, *, 
         if s not in SETTINGS:
             raise ConfigError(f"unknown setting {s!r}; expected one of {', '.join(SETTINGS)}")
     metrics = MetricSet.with_user(metric_specs)
+    check_out_folder(out, "--out")
     dataset = open_dataset(data_spec, layout=layout, data_root=data_root, split=split, label_names=label_names)
+    check_command_line_files(dataset)
+    check_label_names(dataset.cases, [str(t) for t in labels] if labels else None)
     config = {
         "protocols": [{"name": PROTOCOL, "max_rounds": 1}],
         "model": {"name": model_name, "pred_dir": str(pred_dir.resolve()),

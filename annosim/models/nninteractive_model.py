@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from annosim.errors import ConfigError, InputError
+from annosim.files import unloadable_checkpoint
 from annosim.params import as_bool
 from annosim.models.base import SliceModelBase
 
@@ -84,8 +85,8 @@ def check_weights_only(path: Path) -> None:
         with torch.serialization.safe_globals(_safe_numpy_globals()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(path, f"refused: not loadable with weights_only=True ({first})") from None
+        raise unloadable_checkpoint(path, exc, "fold_K/checkpoint_final.pth of an nnInteractive model folder, "
+                                    "a torch.save dict with network_weights and trainer_name") from None
     if not isinstance(ckpt, dict) or "network_weights" not in ckpt or "trainer_name" not in ckpt:
         raise InputError(path, "not an nnInteractive checkpoint (network_weights/trainer_name missing)")
 

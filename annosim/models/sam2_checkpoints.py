@@ -11,7 +11,6 @@ Checkpoints are read with ``torch.load(..., weights_only=True)``: no pickled cod
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -23,6 +22,11 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from annosim.errors import ConfigError, InputError
+from annosim.files import sha256_file, unloadable_checkpoint
+
+#: What a loadable SAM2 checkpoint is, for the error about one that is not.
+VALID_CHECKPOINT = ("a torch.save file of {'model': state dict} or a bare state dict of tensors, "
+                    "as the official sam2.1_hiera_*.pt files")
 
 _SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/"
 _SAM21_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
@@ -83,15 +87,6 @@ def cache_dir() -> Path:
     root = os.environ.get("ANNOSIM_CACHE")
     base = Path(root).expanduser() if root else Path.home() / ".cache" / "annosim"
     return base / "sam2"
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _download(url: str, dest: Path) -> None:
@@ -166,8 +161,7 @@ def load_state_dict(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, random bytes, pickled code refused...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(p, f"not a readable PyTorch checkpoint ({first[:160]})") from None
+        raise unloadable_checkpoint(p, exc, VALID_CHECKPOINT) from None
     sd = obj.get("model", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict) or not sd or not all(
         isinstance(v, torch.Tensor) for v in sd.values()

@@ -38,8 +38,8 @@ from annosim.models.sam2_checkpoints import (
     fetch_checkpoint,
     get_variant,
     load_state_dict,
-    sha256_file,
 )
+from annosim.files import sha256_file
 from annosim.models.sam2_frames import CODECS, SliceFrames, hu_to_uint8
 
 #: Registry names served by :class:`SAM2Model`.

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from annosim.errors import ConfigError, InputError
+from annosim.files import unloadable_checkpoint
 from annosim.params import as_bool
 from annosim.models.base import SliceModelBase
 from annosim.models.native3d_grid import RASGrid
@@ -189,8 +190,8 @@ def load_vista3d(checkpoint: str | Path, device: torch.device | str = "cpu") -> 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        raise InputError(path, f"not a loadable weights-only checkpoint ({reason})") from None
+        raise unloadable_checkpoint(path, exc, "the MONAI bundle's models/model.pt, a torch.save state dict "
+                                    "of tensors") from None
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

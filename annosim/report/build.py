@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -182,7 +181,7 @@ def _run_rows(runs: list[RunResults]) -> pd.DataFrame:
             "Run": r.path.name,
             "Dataset": r.dataset,
             "Model": r.model if model.pop("name", None) else "?",
-            "Model parameters": json.dumps(model, sort_keys=True, default=str) if model else "-",
+            "Model parameters": tables.model_parameters(model),
             "Protocol": ", ".join(protos) or ", ".join(sorted(r.rounds["protocol"].unique())),
             "Settings": ", ".join(m.get("settings") or sorted(r.rounds["setting"].unique())),
             "Seed": str(m.get("seed", "-")),
@@ -225,8 +224,9 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     summary = res["summary"]
     written: dict[str, dict[str, Path]] = {}
     notes = tables.summary_notes(summary, config.stats.n_boot, config.stats.seed)
-    written["summary"] = tables.write_table(summary, tables.summary_display(summary, run_metrics(runs)), out, "summary",
-                                            "Summary per dataset, structure, setting, model and protocol", notes)
+    summary_shown = tables.summary_display(summary, run_metrics(runs))
+    written["summary"] = tables.write_summary(summary, summary_shown, out,
+                                              "Summary per dataset, structure, setting, model and protocol", notes)
     ref_table = None
     if config.aggregate == aggregate.REFERENCE:
         raw = pd.concat([r.rounds for r in runs if not r.rounds.empty], ignore_index=True)
@@ -279,7 +279,10 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     page.heading("Runs", anchor="runs")
     page.raw(tables.to_html(_run_rows(runs)))
     page.heading("Summary", anchor="summary")
-    page.raw(tables.to_html(tables.summary_display(summary, run_metrics(runs)), notes))
+    paper_cols, other_cols = tables.split_summary(summary_shown)
+    page.raw(tables.to_html(paper_cols, notes[:3]))
+    page.folded("More columns: bootstrap CI, first/final/mean-over-rounds Dice, NoC, NSD, HD95, FP slices",
+                tables.to_html(other_cols, notes))
     page.links([p for p in written["summary"].values()] + [objects_csv])
     page.heading("Mean Dice vs number of annotated slices", anchor="figures")
     for f in figs:

@@ -19,6 +19,7 @@ table.data th{background:#eef2f7} table.data th.group{text-align:center} table.d
 table.data tbody tr:nth-child(even){background:#f8f8f8}
 ul.notes{font-size:12px;color:#444;margin:4px 0 10px} img{max-width:100%;height:auto}
 figure{margin:10px 0} figcaption{font-size:12px;color:#444} .links{font-size:12px}
+details{margin:4px 0 10px} details summary{cursor:pointer;font-size:13px;color:#234}
 .warn{background:#fff4e0;border:1px solid #f0c070;padding:6px 10px;font-size:13px}
 """
 
@@ -47,6 +48,11 @@ class Page:
     def raw(self, markup: str) -> None:
         """Markup built by trusted code (e.g. :func:`annosim.report.tables.to_html`)."""
         self.parts.append(f'<div class="scroll">{markup}</div>')
+
+    def folded(self, title: str, markup: str) -> None:
+        """Trusted markup folded away under ``title`` (an HTML ``<details>`` section)."""
+        self.parts.append(f'<details><summary>{html.escape(title)}</summary><div class="scroll">{markup}</div>'
+                          "</details>")
 
     def links(self, files: list[Path]) -> None:
         """Relative links to files written beside the page."""

@@ -29,7 +29,13 @@ Header = list[tuple[str, str]]
 #: Group title of the published columns in the Table-1 view's two-row header.
 PAPER_GROUP = "He et al. 2024, Table 1 (published)"
 #: Cells rendered right-aligned in HTML: numbers, intervals, pairs, NoC cells.
-_NUMERIC = re.compile(r"^(?=.*[0-9])[-+\[\]0-9.,/ ]+(\([0-9]+ not\))?$")
+_NUMERIC = re.compile(r"^(?=.*[0-9])[-+\[\]0-9.,/ ]+(\((all reached|[0-9]+ of [0-9]+ never reached)\))?$")
+#: Columns of the summary that the paper reports (Table 1: mean best-of-rounds Dice; its
+#: figures: the 1.96 SEM band), shown first; the others are folded away in the HTML page.
+PAPER_SUMMARY_COLUMNS: tuple[str, ...] = ("Dataset", "Structure", "Setting", "Model", "Protocol", "n",
+                                          "Best Dice", "95% CI (1.96 SEM)")
+#: Columns that identify a summary row (repeated in the folded table).
+KEY_COLUMNS: tuple[str, ...] = ("Dataset", "Structure", "Setting", "Model", "Protocol")
 
 
 def fmt(value: object, digits: int = 3) -> str:
@@ -57,6 +63,25 @@ def fmt_pair(a: float, b: float, digits: int = 3) -> str:
     return f"{fmt(a, digits)}/{fmt(b, digits)}"
 
 
+def fmt_noc(noc: float, failed: object, n: object) -> str:
+    """A NoC cell in words: ``3.00 (all reached)`` or ``8.00 (1 of 4 never reached)``."""
+    k = int(failed) if failed is not None and not (isinstance(failed, float) and math.isnan(failed)) else 0
+    return f"{fmt(noc, 2)} (all reached)" if k == 0 else f"{fmt(noc, 2)} ({k} of {fmt(n)} never reached)"
+
+
+def model_parameters(model: dict) -> str:
+    """A run's model arguments for the Runs table: ``key=value, ...`` (a checkpoint digest
+    shortened to 12 hex digits); ``-`` when there are none. ``model``: run.json's ``model`` minus
+    ``name``."""
+    parts = [f"{k}={v}" for k, v in sorted((model.get("args") or {}).items())]
+    for k, v in sorted(model.items()):
+        if k == "args":
+            continue
+        text = str(v)
+        parts.append(f"{k.replace('_', ' ')} {text[:12] if re.fullmatch('[0-9a-f]{64}', text) else text}")
+    return ", ".join(parts) or DASH
+
+
 def _protocol_label(protocol: str, variant: str) -> str:
     return protocol if not variant or variant in protocol else f"{protocol} ({variant})"
 
@@ -80,8 +105,8 @@ def summary_display(summary: pd.DataFrame, metrics: tuple[Metric, ...] = BUILTIN
             "First": fmt(r["first_dice"]),
             "Final": fmt(r["final_dice"]),
             "Mean over rounds": fmt(r["auc_dice"]),
-            "NoC@80": f"{fmt(r['noc80'], 2)} ({fmt(r['noc80_failed'])} not)",
-            "NoC@90": f"{fmt(r['noc90'], 2)} ({fmt(r['noc90_failed'])} not)",
+            "NoC@80": fmt_noc(r["noc80"], r["noc80_failed"], r["n"]),
+            "NoC@90": fmt_noc(r["noc90"], r["noc90_failed"], r["n"]),
         }
         for m in metrics:
             if m.column != "dice" and m.column in summary.columns:
@@ -100,9 +125,41 @@ def summary_notes(summary: pd.DataFrame, n_boot: int, seed: int) -> list[str]:
         "Best Dice: mean over objects of the best Dice over rounds (the paper's Table 1 statistic). "
         "First/Final: round 1 / last round. Mean over rounds: mean Dice over rounds 1..R (carried forward).",
         f"95% CI: mean +/- 1.96 SEM (as the paper plots) and percentile bootstrap ({n_boot} resamples, seed {seed}).",
-        "NoC@t: rounds (annotated slices) until Dice >= t; objects never reaching t count as the last round "
-        "and are counted in parentheses. FP slices, NSD, HD95: final round (HD95 over objects with a non-empty prediction).",
+        "NoC@t: rounds (annotated slices) until Dice >= t; an object that never reaches t counts as the last "
+        "round, and the parentheses say how many objects never reached it. FP slices, NSD, HD95: final round "
+        "(HD95 over objects with a non-empty prediction).",
     ]
+
+
+def split_summary(display: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A summary display cut in two: the paper's columns (:data:`PAPER_SUMMARY_COLUMNS`) and the
+    rest, each row repeated with its :data:`KEY_COLUMNS`."""
+    main = [c for c in PAPER_SUMMARY_COLUMNS if c in display.columns]
+    keys = [c for c in KEY_COLUMNS if c in display.columns]
+    rest = keys + [c for c in display.columns if c not in main]
+    return display[main], display[rest]
+
+
+def paper_summary(summary: pd.DataFrame) -> tuple[pd.DataFrame, Header]:
+    """The summary as the paper shows it: one row per structure (and dataset, model, protocol when
+    the report holds several), one column per setting, each cell the mean best-of-rounds Dice
+    with its 95% CI (mean +/- 1.96 SEM); ``n`` objects per row (``a/b`` when settings differ)."""
+    settings = [s for s in ("full", "fg-only") if s in set(summary["setting"])]
+    settings += sorted(set(summary["setting"]) - set(settings))
+    keys = [k for k in ("dataset", "model", "protocol") if summary[k].nunique() > 1] if len(summary) else []
+    rows: dict[tuple, dict[str, str]] = {}
+    for _, r in summary.iterrows():
+        key = tuple(r[k] for k in keys) + (r["structure"],)
+        row = rows.setdefault(key, {**{k.capitalize(): str(r[k]) for k in keys}, "Structure": str(r["structure"]),
+                                    "n": "", **{s: DASH for s in settings}})
+        ci = fmt_ci(r["best_ci_lo"], r["best_ci_hi"])
+        row[r["setting"]] = fmt(r["best_dice"]) + ("" if ci == DASH else f" {ci}")
+        row["n"] = "/".join(dict.fromkeys([*filter(None, row["n"].split("/")), fmt(r["n"])]))
+    display = pd.DataFrame(list(rows.values()),
+                           columns=[k.capitalize() for k in keys] + ["Structure", "n", *settings])
+    group = "Best-of-rounds Dice [95% CI]"
+    header: Header = [("", c) for c in display.columns[: len(keys) + 2]] + [(group, s) for s in settings]
+    return display, header
 
 
 def _run_groups(view: pd.DataFrame, order: list[tuple[str, str]] | None) -> list[tuple[str, str, str]]:
@@ -381,3 +438,19 @@ def reference_display(table: pd.DataFrame) -> pd.DataFrame:
             "Structures in the column": r["placed"] or DASH,
         })
     return pd.DataFrame(rows)
+
+
+def write_summary(summary: pd.DataFrame, display: pd.DataFrame, out_dir: Path, caption: str,
+                  notes: list[str]) -> dict[str, Path]:
+    """``summary.csv`` (raw), ``summary.md`` (every column), ``summary.tex`` (the paper-style
+    table, :func:`paper_summary`) and ``summary_full.tex`` (every column). Paths by key
+    ``csv``, ``md``, ``tex``, ``full_tex``."""
+    paths = write_table(summary, display, out_dir, "summary", caption, notes)
+    paths["full_tex"] = paths["tex"].with_name("summary_full.tex")
+    paths["full_tex"].write_text(to_latex(display, caption, "tab:summary-full", notes), encoding="utf-8")
+    paper, header = paper_summary(summary)
+    paper_notes = ["Mean over objects of the best Dice over rounds (He et al. 2024, Table 1), with its 95% CI "
+                   "(mean +/- 1.96 SEM); n: objects. Every column: summary_full.tex."]
+    paths["tex"].write_text(to_latex(paper, "Mean best-of-rounds Dice per structure and setting", "tab:summary",
+                                     paper_notes, header), encoding="utf-8")
+    return paths
