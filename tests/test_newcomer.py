@@ -174,7 +174,7 @@ def test_item7_one_spelling_one_summary_plain_words(shared_data, reference, tmp_
     assert printed[0].split() == ["structure", "full", "fg-only", "protocol"]
     assert printed[1].split() == ["spleen", "1.000", "(n=1)", "1.000", "(n=1)", "automatic"]
     assert main(["protocols"]) == 0
-    assert "centre click, up to 5 clicks in all on its slice" in capsys.readouterr().out
+    assert "up to 5 clicks in all on its slice" in capsys.readouterr().out
     rep = tmp_path / "rep"
     assert main(["report", str(reference), "--out", str(rep), "--no-qc", "--n-boot", "100"]) == 0
     html = (rep / "report.html").read_text()
