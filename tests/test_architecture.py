@@ -1,5 +1,6 @@
 """The package's shape: no import cycle among annosim's modules (imports inside functions
-included, read statically from the source) and no module over 450 lines."""
+included, those under ``if TYPE_CHECKING:`` not, read statically from the source) and no module
+over 450 lines."""
 
 from __future__ import annotations
 
@@ -20,12 +21,24 @@ def _modules() -> dict[str, Path]:
     return out
 
 
+def _is_type_checking(test: ast.expr) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): imports for annotations only, which
+    never run and so cannot form a cycle."""
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
 def _imports(name: str, path: Path, known: set[str]) -> set[str]:
     """annosim modules that ``name`` imports anywhere in its source (``from a import b`` counts
     ``a.b`` when that is a module, else ``a``)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _is_type_checking(block.test)
+                   for stmt in block.body for n in ast.walk(stmt)}
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]

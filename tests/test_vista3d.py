@@ -18,10 +18,10 @@ from annosim.models.native3d_grid import RASGrid, resampled_size  # noqa: E402
 from annosim.models.vista3d_model import (  # noqa: E402
     HU_WINDOW,
     VISTA3DModel,
-    load_vista3d,
     name_key,
     parse_label_map,
 )
+from annosim.models.vista3d_weights import load_vista3d  # noqa: E402
 
 SPLEEN = 1  # totalseg-abdomen label value
 

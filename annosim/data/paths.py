@@ -8,12 +8,19 @@ import glob
 import os
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
 from annosim.errors import InputError
 
-if TYPE_CHECKING:
-    from annosim.data.layouts import CaseRef
+
+class _Identified(Protocol):
+    """What :func:`_unique_ids` reads and sets on a case reference."""
+
+    case_id: str
+    image: str
+
+
+_Ref = TypeVar("_Ref", bound=_Identified)
 
 _IMAGE_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
 
@@ -66,7 +73,7 @@ def case_id_from_path(path: str | Path) -> str:
     return name
 
 
-def _unique_ids(refs: list["CaseRef"], root: Path) -> list["CaseRef"]:
+def _unique_ids(refs: list[_Ref], root: Path) -> list[_Ref]:
     """Replace colliding case ids by the image path relative to the root (``/`` -> ``_``; outside
     the root: relative to the colliding images' common folder)."""
     counts = Counter(r.case_id for r in refs)

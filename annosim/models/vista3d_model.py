@@ -34,7 +34,6 @@ given anyway are ignored.
 from __future__ import annotations
 
 import json
-import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -45,10 +44,10 @@ import numpy as np
 import torch
 
 from annosim.errors import ConfigError, InputError
-from annosim.files import unloadable_checkpoint
 from annosim.params import as_bool
 from annosim.models.base import SliceModelBase
 from annosim.models.native3d_grid import RASGrid
+from annosim.models.vista3d_weights import download_bundle_weights, load_vista3d
 
 #: HU window of the VISTA3D bundle's ScaleIntensityRanged (a_min, a_max) -> [0, 1], clipped.
 HU_WINDOW = (-963.8247715525971, 1053.678477684517)
@@ -58,9 +57,6 @@ TARGET_SPACING = 1.5
 PATCH_SIZE = (128, 128, 128)
 #: Modes of He et al. 2024 Table 1.
 MODES = ("point", "auto", "auto+point")
-#: MONAI bundle that holds the released weights, and the file inside it.
-BUNDLE_NAME = "vista3d"
-BUNDLE_WEIGHTS = Path("models") / "model.pt"
 
 #: VISTA3D class ids (Project-MONAI/VISTA ``label_dict.json``) of common abdominal structures,
 #: under names as TotalSegmentator / BTCV / MSD write them. Matching ignores case, separators and
@@ -144,68 +140,6 @@ def _patch_size(value: int | str | tuple[int, ...] | list[int]) -> tuple[int, in
     if len(vals) != 3 or any(v < 16 or v % 16 for v in vals):
         raise ConfigError(f"patch_size must be 1 or 3 multiples of 16, got {value!r}")
     return (vals[0], vals[1], vals[2])
-
-
-def default_cache_dir() -> Path:
-    """Where downloaded weights go: ``$ANNOSIM_CACHE`` or ``~/.cache/annosim``."""
-    return Path(os.environ.get("ANNOSIM_CACHE", Path.home() / ".cache" / "annosim")).expanduser()
-
-
-def download_bundle_weights(cache_dir: Path | None = None) -> Path:
-    """Path of the released weights, downloading the MONAI bundle ``vista3d`` once.
-
-    Raises :class:`ConfigError` (one line, with the way out) when the download fails.
-    """
-    bundle_dir = (cache_dir or default_cache_dir()) / "monai-bundles"
-    weights = bundle_dir / BUNDLE_NAME / BUNDLE_WEIGHTS
-    if weights.is_file():
-        return weights
-    try:
-        from monai.bundle import download
-
-        download(name=BUNDLE_NAME, bundle_dir=str(bundle_dir), progress=False)
-    except Exception as exc:  # network errors come in many types
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(
-            f"vista3d: no --checkpoint given and downloading the MONAI bundle {BUNDLE_NAME!r} failed "
-            f"({reason}); offline? pass --checkpoint PATH to the bundle's models/model.pt"
-        ) from None
-    if not weights.is_file():
-        raise ConfigError(f"vista3d: the downloaded bundle lacks {weights}; pass --checkpoint PATH")
-    return weights
-
-
-def load_vista3d(checkpoint: str | Path, device: torch.device | str = "cpu") -> torch.nn.Module:
-    """Build ``vista3d132`` and load a state dict saved with ``torch.save(net.state_dict())``.
-
-    Accepts a plain state dict or one wrapped under ``"model"``/``"state_dict"``, with or
-    without DataParallel's ``module.`` prefix. Raises :class:`InputError` naming the file for a
-    missing, unsafe or mismatching checkpoint.
-    """
-    from monai.networks.nets import vista3d132
-
-    path = Path(checkpoint).expanduser()
-    if not path.is_file():
-        raise InputError(path, "checkpoint file not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise unloadable_checkpoint(path, exc, "the MONAI bundle's models/model.pt, a torch.save state dict "
-                                    "of tensors") from None
-    for key in ("model", "state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not state:
-        raise InputError(path, "expected a VISTA3D state dict")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    first = state.get("image_encoder.encoder.conv_init.weight")
-    if not isinstance(first, torch.Tensor):
-        raise InputError(path, "not a VISTA3D state dict (no image_encoder.encoder.conv_init.weight)")
-    net = vista3d132(encoder_embed_dim=int(first.shape[0]))
-    missing, _unexpected = net.load_state_dict(state, strict=False)
-    if missing:
-        raise InputError(path, f"VISTA3D state dict lacks {len(missing)} tensors, e.g. {missing[0]}")
-    return net.to(device).eval()
 
 
 @dataclass

@@ -15,6 +15,7 @@ from annosim.engine import score
 from annosim.metrics.registry import Metric
 from annosim.report import aggregate, figures, qc, sensitivity, stats, table1, tables
 from annosim.report.results_io import RunResults, load_predictions, read_runs
+from annosim.report.reference_table import reference_display
 from annosim.report.html import Page
 
 
@@ -241,7 +242,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
             ref_notes.append(f"{failed} object(s) failed (errors.jsonl): they count as absent from their case here, "
                              "where the reference would have placed a Dice.")
         written["reference_aggregate"] = tables.write_table(
-            ref_table, tables.reference_display(ref_table), out, "reference_aggregate",
+            ref_table, reference_display(ref_table), out, "reference_aggregate",
             "Reference aggregation (--aggregate reference): the reference script's statistic per column", ref_notes)
     else:
         for ext in ("csv", "md", "tex"):
@@ -294,7 +295,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     page.links(list(written["table1"].values()))
     if ref_table is not None:
         page.heading("Reference aggregation (--aggregate reference)", anchor="reference-aggregate")
-        page.raw(tables.to_html(tables.reference_display(ref_table), ref_notes))
+        page.raw(tables.to_html(reference_display(ref_table), ref_notes))
         page.links(list(written["reference_aggregate"].values()))
     if not sens.empty:
         page.heading("Protocol sensitivity", anchor="sensitivity")

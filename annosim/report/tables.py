@@ -18,7 +18,6 @@ import pandas as pd
 
 from annosim.metrics.registry import BUILTIN, Metric
 
-from annosim.report import aggregate
 from annosim.report.aggregate import REFERENCE
 from annosim.report.sensitivity import Sensitivity, uses_gt
 from annosim.report.table1 import PAPER_METHODS
@@ -417,27 +416,6 @@ def write_table(raw: pd.DataFrame, display: pd.DataFrame, out_dir: Path, stem: s
     paths["md"].write_text(md, encoding="utf-8")
     paths["tex"].write_text(to_latex(display, caption, f"tab:{stem}", notes, header), encoding="utf-8")
     return paths
-
-
-def reference_display(table: pd.DataFrame) -> pd.DataFrame:
-    """Display strings of :func:`annosim.report.aggregate.with_per_object`'s table (3 decimals, signed shift)."""
-    rows = []
-    for _, r in table.iterrows():
-        shift = r["shift"]
-        rows.append({
-            "Dataset": r["dataset"], "Setting": r["setting"], "Model": r["model"],
-            "Protocol": r["protocol"] if not r["variant"] or r["variant"] in r["protocol"]
-            else f"{r['protocol']} ({r['variant']})",
-            "Column": "all" if int(r["column"]) == aggregate.ALL_COLUMNS else str(int(r["column"])),
-            "Structure (nominal)": r["structure"],
-            "Reference Dice": fmt(r["reference_dice"]),
-            "Per-object Dice": fmt(r["per_object_dice"]),
-            "Shift": DASH if not np.isfinite(shift) else f"{shift:+.3f}",
-            "n cases": fmt(int(r["n_cases"])),
-            "Other / zero": DASH if int(r["column"]) == aggregate.ALL_COLUMNS else f"{int(r['n_other'])}/{int(r['n_zero'])}",
-            "Structures in the column": r["placed"] or DASH,
-        })
-    return pd.DataFrame(rows)
 
 
 def write_summary(summary: pd.DataFrame, display: pd.DataFrame, out_dir: Path, caption: str,
