@@ -68,18 +68,22 @@ def convert(value: Any, annotation: Any) -> Any:
     return value
 
 
-def coerce_overrides(cls: type, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Check ``overrides`` against the fields of dataclass ``cls`` and convert strings."""
+def coerce_overrides(cls: type, overrides: dict[str, Any], owner: str | None = None) -> dict[str, Any]:
+    """Check ``overrides`` against the fields of dataclass ``cls`` and convert strings.
+
+    The one routine behind ``--protocol-arg`` and ``--model-arg``: an unknown key is a
+    ConfigError listing the known ones, a value that does not convert names the key. ``owner``
+    (e.g. ``"model 'classical'"``) is the subject of the messages (default: the class name).
+    """
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = [f.name for f in dataclasses.fields(cls)]
+    what = owner or cls.__name__
     out: dict[str, Any] = {}
     for key, value in overrides.items():
         if key not in names:
-            raise ConfigError(
-                f"unknown parameter {key!r} for {cls.__name__}; known: {', '.join(sorted(names))}"
-            )
+            raise ConfigError(f"unknown parameter {key!r} for {what}; known: {', '.join(sorted(names))}")
         try:
             out[key] = convert(value, hints[key])
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"parameter {key}={value!r}: {exc}") from None
+            raise ConfigError(f"{what}: parameter {key}={value!r}: {exc}") from None
     return out

@@ -308,7 +308,7 @@ def test_options_from_strings() -> None:
                           device="cpu", cache_device="none", cache_dtype="bf16", config=None)
     assert (o.image_size, o.window) == (512, (-160.0, 240.0))
     assert (o.cache_device, o.cache_dtype, o.config) == (None, "bfloat16", None)
-    with pytest.raises(ConfigError, match="unknown SAM2 model argument"):
+    with pytest.raises(ConfigError, match="unknown parameter 'imagesize' for model 'sam2'; known: cache_device"):
         Sam2Options.parse(imagesize="256")
     with pytest.raises(ConfigError, match="window"):
         Sam2Options.parse(window="240,-160")

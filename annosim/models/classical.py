@@ -50,6 +50,7 @@ from scipy import ndimage as ndi
 from annosim.errors import ConfigError
 from annosim.models import classical_ops as ops
 from annosim.models.base import SliceModelBase
+from annosim.params import coerce_overrides
 
 
 #: Parameters that may be negative (HU levels).
@@ -125,19 +126,9 @@ class ClassicalParams:
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> "ClassicalParams":
-        """Build from keyword values (strings from ``--model-arg key=value`` are converted)."""
-        known = {f.name: f for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, value in kwargs.items():
-            if key not in known:
-                raise ConfigError(
-                    f"model 'classical' has no parameter {key!r} (known: {', '.join(known)})"
-                )
-            try:
-                values[key] = float(value)
-            except (TypeError, ValueError):
-                raise ConfigError(f"model 'classical': {key}={value!r} is not a number") from None
-        params = cls(**values)
+        """Build from keyword values (strings from ``--model-arg key=value`` are converted by
+        :func:`annosim.params.coerce_overrides`)."""
+        params = cls(**coerce_overrides(cls, kwargs, "model 'classical'"))
         params.validate()
         return params
 

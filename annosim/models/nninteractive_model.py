@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ import torch
 
 from annosim.errors import ConfigError, InputError
 from annosim.files import unloadable_checkpoint
-from annosim.params import as_bool
+from annosim.params import coerce_overrides
 from annosim.models.base import SliceModelBase
 
 def _import_session_class() -> type:
@@ -91,10 +92,12 @@ def check_weights_only(path: Path) -> None:
         raise InputError(path, "not an nnInteractive checkpoint (network_weights/trainer_name missing)")
 
 
-class NNInteractiveModel(SliceModelBase):
-    """nnInteractive's ``nnInteractiveInferenceSession`` as a native-3D annosim model.
+@dataclass(frozen=True)
+class NNInteractiveOptions:
+    """Options of :class:`NNInteractiveModel`, coerced from ``--model-arg`` strings by
+    :func:`annosim.params.coerce_overrides` (:meth:`parse`).
 
-    Parameters
+    Attributes
     ----------
     checkpoint : str or Path
         The model folder (``plans.json``, ``dataset.json``, ``inference_info.json``,
@@ -110,17 +113,31 @@ class NNInteractiveModel(SliceModelBase):
         Let the session print its progress (default False: its output is swallowed).
     """
 
+    checkpoint: str | None = None
+    device: str | None = None
+    fold: int | str | None = None
+    autozoom: bool = True
+    verbose: bool = False
+
+    @classmethod
+    def parse(cls, **kwargs: Any) -> "NNInteractiveOptions":
+        """The options from keyword values (strings converted); ConfigError on a bad one."""
+        return cls(**coerce_overrides(cls, kwargs, "model 'nninteractive'"))
+
+
+class NNInteractiveModel(SliceModelBase):
+    """nnInteractive's ``nnInteractiveInferenceSession`` as a native-3D annosim model.
+
+    Options: :class:`NNInteractiveOptions` (``--model-arg key=value``).
+    """
+
     name = "nninteractive"
 
-    def __init__(
-        self,
-        checkpoint: str | Path | None = None,
-        device: str | None = None,
-        fold: int | str | None = None,
-        autozoom: bool | str = True,
-        verbose: bool | str = False,
-    ) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__()
+        o = NNInteractiveOptions.parse(**options)
+        self.options = o
+        checkpoint, device, fold = o.checkpoint, o.device, o.fold
         session_cls = _import_session_class()
         if not checkpoint:
             raise ConfigError(
@@ -130,7 +147,7 @@ class NNInteractiveModel(SliceModelBase):
         self.checkpoint = Path(checkpoint).expanduser()
         if not self.checkpoint.is_dir():
             raise InputError(self.checkpoint, "nnInteractive checkpoint folder not found")
-        self.verbose = as_bool(verbose)
+        self.verbose = o.verbose
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         ckpt_file = find_checkpoint_file(self.checkpoint, fold)
         check_weights_only(ckpt_file)
@@ -140,7 +157,7 @@ class NNInteractiveModel(SliceModelBase):
                 use_torch_compile=False,
                 verbose=self.verbose,
                 torch_n_threads=torch.get_num_threads(),  # the session sets this process-wide
-                do_autozoom=as_bool(autozoom),
+                do_autozoom=o.autozoom,
             )
             try:
                 self.session.initialize_from_trained_model_folder(

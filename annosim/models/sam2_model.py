@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -41,6 +41,7 @@ from annosim.models.sam2_checkpoints import (
 )
 from annosim.files import sha256_file
 from annosim.models.sam2_frames import CODECS, SliceFrames, hu_to_uint8
+from annosim.params import coerce_overrides
 
 #: Registry names served by :class:`SAM2Model`.
 MODEL_NAMES: tuple[str, ...] = tuple(VARIANTS)
@@ -81,45 +82,22 @@ class Sam2Options:
 
     @classmethod
     def parse(cls, **kwargs: Any) -> "Sam2Options":
-        """Build from keyword values that may be strings (``window="-1000,1000"``)."""
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(kwargs) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown SAM2 model argument(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        out: dict[str, Any] = {}
-        for key, value in kwargs.items():
-            if isinstance(value, str) and value.strip().lower() in ("", "none", "null"):
-                value = None
-            if value is None:
-                if key not in ("model_name", "cache_dtype", "window"):  # these have no "none"
-                    out[key] = None
-                continue
-            if key == "image_size":
-                try:
-                    value = int(value)
-                except (TypeError, ValueError):
-                    raise ConfigError(f"image_size must be an integer, got {value!r}") from None
-                if value < 64 or value % 32:
-                    raise ConfigError(f"image_size must be a multiple of 32 >= 64, got {value}")
-            elif key == "window":
-                parts = value.split(",") if isinstance(value, str) else list(value)
-                try:
-                    lo, hi = (float(p) for p in parts)
-                except (TypeError, ValueError):
-                    raise ConfigError(f"window must be 'lo,hi' in HU, got {value!r}") from None
-                if not hi > lo:
-                    raise ConfigError(f"window must satisfy lo < hi, got {value!r}")
-                value = (lo, hi)
-            elif key == "cache_dtype":
-                value = {"bf16": "bfloat16"}.get(str(value), str(value))
-                if value not in ("native", "bfloat16"):
-                    raise ConfigError(f"cache_dtype must be 'native' or 'bfloat16', got {value!r}")
-            else:
-                value = str(value)
-            out[key] = value
-        return cls(**out)
+        """Build from keyword values that may be strings (``window="-1000,1000"``), converted by
+        :func:`annosim.params.coerce_overrides`, then checked."""
+        values = coerce_overrides(cls, kwargs, "model 'sam2'")
+        if values.get("cache_dtype") == "bf16":
+            values["cache_dtype"] = "bfloat16"
+        opts = cls(**values)
+        if opts.image_size is not None and (opts.image_size < 64 or opts.image_size % 32):
+            raise ConfigError(f"image_size must be a multiple of 32 >= 64, got {opts.image_size}")
+        window = tuple(opts.window)
+        if len(window) != 2:
+            raise ConfigError(f"window must be 'lo,hi' in HU, got {kwargs.get('window')!r}")
+        if not window[1] > window[0]:
+            raise ConfigError(f"window must satisfy lo < hi, got {kwargs.get('window')!r}")
+        if opts.cache_dtype not in ("native", "bfloat16"):
+            raise ConfigError(f"cache_dtype must be 'native' or 'bfloat16', got {opts.cache_dtype!r}")
+        return replace(opts, window=(float(window[0]), float(window[1])))
 
 
 class SAM2Model(SliceModelBase):

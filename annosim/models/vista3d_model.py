@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from annosim.errors import ConfigError, InputError
-from annosim.params import as_bool
+from annosim.params import coerce_overrides
 from annosim.models.base import SliceModelBase
 from annosim.models.native3d_grid import RASGrid
 from annosim.models.vista3d_weights import download_bundle_weights, load_vista3d
@@ -152,10 +152,12 @@ class _Object:
     start_logits: torch.Tensor | None  # automatic prediction the clicks edit (auto modes)
 
 
-class VISTA3DModel(SliceModelBase):
-    """MONAI VISTA3D as a native-3D annosim model.
+@dataclass(frozen=True)
+class Vista3DOptions:
+    """Options of :class:`VISTA3DModel`, coerced from ``--model-arg`` strings by
+    :func:`annosim.params.coerce_overrides` (:meth:`parse`).
 
-    Parameters
+    Attributes
     ----------
     checkpoint : str or Path, optional
         The bundle's ``models/model.pt`` (state dict). ``None``: download the bundle ``vista3d``
@@ -180,36 +182,51 @@ class VISTA3DModel(SliceModelBase):
         Mixed precision on CUDA (default True, as the bundle); ignored on CPU.
     """
 
+    checkpoint: str | None = None
+    mode: str = "point"
+    label_map: str | None = None
+    device: str | None = None
+    patch_size: tuple[int, ...] | int | str = PATCH_SIZE
+    target_spacing: float | None = TARGET_SPACING
+    overlap: float = 0.25
+    amp: bool = True
+
+    @classmethod
+    def parse(cls, **kwargs: Any) -> "Vista3DOptions":
+        """The options from keyword values (strings converted); ConfigError on a bad one."""
+        spacing = kwargs.get("target_spacing")
+        if isinstance(spacing, str) and spacing.strip().lower() == "native":
+            kwargs["target_spacing"] = None
+        opts = cls(**coerce_overrides(cls, kwargs, "model 'vista3d'"))
+        if opts.mode not in MODES:
+            raise ConfigError(f"vista3d mode must be one of {', '.join(MODES)}; got {opts.mode!r}")
+        if opts.target_spacing is not None and opts.target_spacing <= 0:
+            raise ConfigError(f"target_spacing must be > 0 mm, got {opts.target_spacing}")
+        if not 0.0 <= opts.overlap < 1.0:
+            raise ConfigError(f"overlap must be in [0, 1), got {opts.overlap}")
+        return opts
+
+
+class VISTA3DModel(SliceModelBase):
+    """MONAI VISTA3D as a native-3D annosim model.
+
+    Options: :class:`Vista3DOptions` (``--model-arg key=value``).
+    """
+
     name = "vista3d"
 
-    def __init__(
-        self,
-        checkpoint: str | Path | None = None,
-        mode: str = "point",
-        label_map: Mapping[str, Any] | str | None = None,
-        device: str | None = None,
-        patch_size: int | str | tuple[int, ...] = PATCH_SIZE,
-        target_spacing: float | str | None = TARGET_SPACING,
-        overlap: float | str = 0.25,
-        amp: bool | str = True,
-    ) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__()
-        if mode not in MODES:
-            raise ConfigError(f"vista3d mode must be one of {', '.join(MODES)}; got {mode!r}")
-        self.mode = mode
-        self.label_map = parse_label_map(label_map)
-        self.patch_size = _patch_size(patch_size)
-        if isinstance(target_spacing, str):
-            native = target_spacing.lower() in ("none", "native", "")
-            target_spacing = None if native else float(target_spacing)
-        if target_spacing is not None and target_spacing <= 0:
-            raise ConfigError(f"target_spacing must be > 0 mm, got {target_spacing}")
-        self.target_spacing = target_spacing
-        self.overlap = float(overlap)
-        if not 0.0 <= self.overlap < 1.0:
-            raise ConfigError(f"overlap must be in [0, 1), got {self.overlap}")
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.amp = as_bool(amp) and self.device.type == "cuda"
+        o = Vista3DOptions.parse(**options)
+        self.options = o
+        self.mode = o.mode
+        self.label_map = parse_label_map(o.label_map)
+        self.patch_size = _patch_size(o.patch_size)
+        self.target_spacing = o.target_spacing
+        self.overlap = float(o.overlap)
+        self.device = torch.device(o.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.amp = o.amp and self.device.type == "cuda"
+        checkpoint = o.checkpoint
         self.checkpoint = Path(checkpoint).expanduser() if checkpoint else download_bundle_weights()
         self.network = load_vista3d(self.checkpoint, self.device)
         self.grid: RASGrid | None = None
