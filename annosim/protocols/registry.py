@@ -119,3 +119,9 @@ def get_protocol(name: str, **overrides: Any) -> Protocol:
         return entry.build(overrides)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"protocol {name!r}: {exc}") from None
+
+
+def native_object_metrics(name: str) -> tuple[str, ...]:
+    """The object-level native metrics protocol ``name`` lists (empty for an unknown name)."""
+    entry = _BY_NAME.get(name)
+    return tuple(entry.protocol_class().native_object_metrics) if entry is not None else ()
