@@ -125,3 +125,9 @@ def native_object_metrics(name: str) -> tuple[str, ...]:
     """The object-level native metrics protocol ``name`` lists (empty for an unknown name)."""
     entry = _BY_NAME.get(name)
     return tuple(entry.protocol_class().native_object_metrics) if entry is not None else ()
+
+
+def native_headline(name: str) -> str:
+    """The native headline metric protocol ``name`` declares (empty when none or unknown)."""
+    entry = _BY_NAME.get(name)
+    return str(entry.protocol_class().native_headline) if entry is not None else ""

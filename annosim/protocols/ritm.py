@@ -109,6 +109,7 @@ class RitmNoc(Protocol):
     native_object_metrics = ("ritm_noc80", "ritm_noc85", "ritm_noc90", "ritm_over_max85",
                              "ritm_over_max90", "ritm_miou1", "ritm_miou2", "ritm_miou3",
                              "ritm_miou5", "ritm_miou10", "ritm_miou20")
+    native_headline = "ritm_noc90"
     params_class = RitmParams
     params: RitmParams
 

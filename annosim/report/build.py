@@ -206,8 +206,8 @@ def _clear_images(out: Path) -> None:
 def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConfig = ReportConfig()) -> ReportOutputs:
     """Write the report of ``run_dirs`` into ``out`` (created) and return what was written.
 
-    Files: ``summary.{csv,md,tex}``, ``table1.{csv,md,tex}``, ``sensitivity.{csv,md,tex}`` (when
-    a model ran several protocols), ``objects.csv`` (one row per object), ``curves.csv`` (figure
+    Files: ``summary.{csv,md,tex}``, ``table1.{csv,md,tex}``, ``sensitivity.{csv,md,tex}`` and
+    ``sensitivity_detail.{csv,md,tex}`` (when a model ran several protocols), ``objects.csv`` (one row per object), ``curves.csv`` (figure
     data), ``figures/dice_vs_slices_*.{png,svg}``, ``qc/<run>/*.png`` and ``report.html``.
     """
     out = Path(out)
@@ -233,10 +233,17 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
             sens.table, sens_display, out, "sensitivity",
             "Protocol sensitivity: mean best-of-rounds Dice of the same model on the same objects, per protocol",
             sens_notes)
-    else:
-        stale = [out / f"sensitivity.{ext}" for ext in ("csv", "md", "tex")]
-        for f in stale:
-            f.unlink(missing_ok=True)
+    detail = sensitivity.protocol_detail(res["rounds"], res["objects"], config.stats.n_boot, config.stats.seed,
+                                         config.stats.level)
+    detail_display = tables.sensitivity_detail_display(detail)
+    detail_notes = tables.sensitivity_detail_notes(config.stats.n_boot, config.stats.seed)
+    if not detail.empty:
+        written["sensitivity_detail"] = tables.write_table(
+            detail, detail_display, out, "sensitivity_detail",
+            "Per protocol: its source's own metric beside annosim's Dice, at matched budgets", detail_notes)
+    for stem in ([] if not sens.empty else ["sensitivity"]) + ([] if not detail.empty else ["sensitivity_detail"]):
+        for ext in ("csv", "md", "tex"):
+            (out / f"{stem}.{ext}").unlink(missing_ok=True)
     objects_csv = out / "objects.csv"
     res["objects"].to_csv(objects_csv, index=False)
     curves_csv = out / "curves.csv"
@@ -269,6 +276,10 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
                        "from the protocols alone.", "meta")
         page.raw(tables.to_html(sens_display, sens_notes))
         page.links(list(written["sensitivity"].values()))
+    if not detail.empty:
+        page.heading("Per protocol: the source's own metric, matched budgets", anchor="sensitivity-detail")
+        page.raw(tables.to_html(detail_display, detail_notes))
+        page.links(list(written["sensitivity_detail"].values()))
     page.heading("QC images: worst, median and best object of each structure", anchor="qc")
     page.paragraph("Truth outline green, prediction outline red (dashed), positive clicks cyan +, "
                    "negative clicks orange -, one panel per round on the slice annotated in that round.", "meta")

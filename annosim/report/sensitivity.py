@@ -141,3 +141,111 @@ def _label(column: str, objects: pd.DataFrame) -> str:
         v = objects.loc[objects["_column"] == column, "variant"]
         variant = str(v.iloc[0]) if len(v) and isinstance(v.iloc[0], str) else ""
     return column if not variant or variant in name else column.replace(name, f"{name} ({variant})", 1)
+
+
+# -- per protocol: its own headline metric beside annosim's, at matched budgets ---------------------
+
+#: Effort columns a budget is matched on, with the detail table's column suffix.
+BUDGETS: tuple[tuple[str, str], ...] = (("annotated_slices", "slices"), ("clicks", "clicks"))
+
+
+def headline_column(protocol: str) -> tuple[str, str]:
+    """``(column in the object table, label)`` of a protocol's native headline metric: an
+    object-level entry by its name, a per-round entry at its final round (``final_<column>``);
+    ``("", "")`` when the protocol declares none."""
+    from annosim.metrics.native import NATIVE
+    from annosim.metrics.native_object import OBJECT_BY_NAME
+    from annosim.protocols.registry import native_headline
+
+    name = native_headline(protocol)
+    if name in OBJECT_BY_NAME:
+        m = OBJECT_BY_NAME[name]
+        return name, m.label or name
+    per_round = {m.name: m for m in NATIVE}
+    if name in per_round:
+        return f"final_{per_round[name].column}", f"final {per_round[name].label or name}"
+    return "", ""
+
+
+def dice_at_budget(rounds: pd.DataFrame, effort: str, budget: pd.Series) -> pd.Series:
+    """Dice of each (case, label, _column) at the last round whose cumulative ``effort``
+    (``clicks`` or ``annotated_slices``) is within the object's ``budget`` (a Series indexed by
+    (case, label)); objects whose first round already exceeds it are absent."""
+    b = budget.rename("_budget").reset_index()
+    r = rounds.merge(b, on=["case", "label"], how="inner")
+    r = r[r[effort] <= r["_budget"]]
+    last = r.sort_values("round").drop_duplicates(["case", "label", "_column"], keep="last")
+    return last.set_index(["case", "label", "_column"])["dice"]
+
+
+def _paired(diff: np.ndarray, n_boot: int, seed: int, level: float) -> tuple[float, float, float]:
+    from annosim.report.stats import bootstrap_ci
+
+    d = diff[np.isfinite(diff)]
+    if d.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    lo, hi = bootstrap_ci(d, n_boot, seed, level)
+    return float(d.mean()), lo, hi
+
+
+def protocol_detail(full: pd.DataFrame, objects: pd.DataFrame, n_boot: int = 10000, seed: int = 0,
+                    level: float = 0.95) -> pd.DataFrame:
+    """Per protocol of every sensitivity row: its native headline metric and annosim's Dice
+    (best-of-rounds, final, mean over rounds) on the row's common objects, and Dice at budgets
+    matched across the row's protocols, with paired differences from the row's first protocol.
+
+    ``full`` is the carried-forward rounds table (:func:`annosim.report.stats.carry_forward`),
+    ``objects`` the object table. The matched budget of an object is the smallest final
+    ``annotated_slices`` (``clicks``) any protocol of the row spent on it; each protocol's Dice
+    there is the Dice of its last round within that budget (undefined when its first round
+    already exceeds it). Differences ``protocol - reference`` are paired by object: their mean
+    and a seeded percentile bootstrap CI (``n_boot``, ``seed``, ``level``).
+    """
+    obj = objects.copy()
+    obj["_column"] = _column_names(obj)
+    rnd = full.copy()
+    rnd["_column"] = _column_names(rnd)
+    order = _registry_order()
+    rows: list[dict[str, object]] = []
+    for (dataset, model), sub in obj.groupby(["dataset", "model"], sort=True):
+        cols = sorted(sub["_column"].unique(), key=lambda c: (order.get(c.split(" [", 1)[0], len(order)), c))
+        if len(cols) < 2:
+            continue
+        for (structure, setting), grp in sub.groupby(["label_name", "setting"], sort=True):
+            g = grp.set_index(["case", "label", "_column"])
+            best = g["best_dice"].unstack("_column")
+            here = [c for c in cols if c in best.columns and best[c].notna().any()]
+            if len(here) < 2:
+                continue
+            common = best.index[best[here].notna().all(axis=1).to_numpy()]
+            r = rnd[(rnd["dataset"] == dataset) & (rnd["model"] == model) & (rnd["label_name"] == structure)
+                    & (rnd["setting"] == setting) & rnd["_column"].isin(here)]
+            at: dict[str, pd.DataFrame] = {}
+            for effort, tag in BUDGETS:
+                budget = g[effort].unstack("_column").loc[common, here].min(axis=1)
+                at[tag] = dice_at_budget(r, effort, budget).unstack("_column").reindex(index=common, columns=here)
+            ref = here[0]
+            for c in here:
+                name = c.split(" [", 1)[0]
+                col, label = headline_column(name)
+                per = g.xs(c, level="_column").reindex(common)
+                row: dict[str, object] = dict(dataset=dataset, structure=structure, setting=setting, model=model,
+                                              protocol=_label(c, obj), n=int(len(common)), native=label,
+                                              native_value=float(per[col].mean()) if col in per.columns else float("nan"),
+                                              best_dice=float(per["best_dice"].mean()),
+                                              final_dice=float(per["final_dice"].mean()),
+                                              auc_dice=float(per["auc_dice"].mean()),
+                                              clicks=float(per["clicks"].mean()),
+                                              annotated_slices=float(per["annotated_slices"].mean()),
+                                              reference=_label(ref, obj))
+                for _, tag in BUDGETS:
+                    vals = at[tag][c].to_numpy(np.float64)
+                    row[f"dice_at_{tag}"] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
+                    row[f"dice_at_{tag}_n"] = int(np.isfinite(vals).sum())
+                diffs = {"best": best.loc[common, c] - best.loc[common, ref]}
+                diffs.update({tag: at[tag][c] - at[tag][ref] for _, tag in BUDGETS})
+                for key, d in diffs.items():
+                    mean, lo, hi = _paired(d.to_numpy(np.float64), n_boot, seed, level)
+                    row.update({f"diff_{key}": mean, f"diff_{key}_lo": lo, f"diff_{key}_hi": hi})
+                rows.append(row)
+    return pd.DataFrame(rows)
