@@ -161,3 +161,14 @@ def test_largest_component_beats_a_deeper_one():
     assert (z, positive) == (0, True) and gt[z, y, x]
     assert error_click(pred, np.zeros_like(gt)) == (5, 2, 27, False)
     assert error_click(gt, gt) is None
+
+
+def test_protocols_command_names_the_object_level_native_metrics():
+    from annosim.commands.protocols import protocol_table
+
+    rows = {r["name"]: r for r in protocol_table()}
+    assert rows["cvpr25"]["native_object_metrics"] == ["cvpr25_dsc_auc", "cvpr25_nsd_auc", "cvpr25_dsc_final",
+                                                       "cvpr25_nsd_final"]
+    assert rows["cvpr25"]["params"] == {"clicks": 5, "crop_z": True, "max_shift": 5}
+    assert rows["ritm-noc"]["native_metrics"] == ["iou"]
+    assert rows["ritm-noc"]["native_object_metrics"][:3] == ["ritm_noc80", "ritm_noc85", "ritm_noc90"]
