@@ -59,3 +59,51 @@ def test_matched_budgets_and_paired_differences():
     assert he["diff_best"] == 0.0
     shown = tables.sensitivity_detail_display(d.reset_index())
     assert shown.loc[0, "Diff best [95% CI]"] == "ref." and shown.loc[1, "Source's own"] == "DSC AUC 2.80"
+
+
+# -- a real run: cvpr25 and ritm-noc on the sample CT, the report checked against rounds.csv ------
+
+@pytest.fixture(scope="module")
+def cvpr_ritm_report(shared_data, tmp_path_factory):
+    from annosim.cli import main
+
+    d = shared_data / "totalseg-abdomen"
+    if not d.is_dir():
+        pytest.skip(f"{d} not found: sample CT needed for this test")
+    base = tmp_path_factory.mktemp("cvpr_ritm")
+    run, out = base / "run", base / "report"
+    assert main(["run", "--data", f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}", "--model", "classical",
+                 "--protocol", "cvpr25,ritm-noc", "--labels", "gallbladder,kidney_left", "--settings", "fg-only",
+                 "--no-surface-metrics", "--out", str(run), "--quiet"]) == 0
+    assert main(["report", str(run), "--out", str(out), "--n-boot", "200", "--no-qc"]) == 0
+    return run, out
+
+
+def test_native_metrics_of_a_real_run_equal_rounds_csv(cvpr_ritm_report):
+    """CVPR25 DSC AUC = 0.5 d2 + d3 + d4 + d5 + 0.5 d6 and RITM NoC@90 (first click with IoU >= 0.9,
+    else 20), recomputed by hand from rounds.csv, are what objects.csv and summary.csv hold."""
+    import numpy as np
+
+    run, out = cvpr_ritm_report
+    rounds = pd.read_csv(run / "rounds.csv")
+    objects = pd.read_csv(out / "objects.csv").set_index(["label", "protocol"])
+    for label, grp in rounds[rounds["protocol"] == "cvpr25"].groupby("label"):
+        d = grp.sort_values("round")["dice"].to_numpy()
+        assert len(d) == 6
+        auc = 0.5 * d[1] + d[2] + d[3] + d[4] + 0.5 * d[5]
+        assert objects.loc[(label, "cvpr25"), "cvpr25_dsc_auc"] == pytest.approx(auc)
+        assert objects.loc[(label, "cvpr25"), "cvpr25_dsc_final"] == pytest.approx(d[5])
+    for label, grp in rounds[rounds["protocol"] == "ritm-noc"].groupby("label"):
+        iou = grp.sort_values("round")["iou"].to_numpy()
+        hit = np.flatnonzero(iou.astype(np.float32) >= np.float32(0.9))
+        assert objects.loc[(label, "ritm-noc"), "ritm_noc90"] == (hit[0] + 1 if hit.size else 20)
+        assert len(iou) == 20 or iou[-1] >= 0.9  # the protocol stops at the target IoU only
+    detail = pd.read_csv(out / "sensitivity_detail.csv").set_index(["structure", "protocol"])
+    assert set(detail.index.get_level_values("protocol")) == {"cvpr25", "ritm-noc"}
+    for name in ("gallbladder", "kidney_left"):
+        label = int(rounds.loc[rounds["label_name"] == name, "label"].iloc[0])
+        assert detail.loc[(name, "cvpr25"), "native_value"] == pytest.approx(
+            objects.loc[(label, "cvpr25"), "cvpr25_dsc_auc"])
+        assert detail.loc[(name, "ritm-noc"), "native"] == "NoC@90 (IoU)"
+    assert "Source's own" in (out / "summary.md").read_text()
+    assert "sensitivity-detail" in (out / "report.html").read_text()
