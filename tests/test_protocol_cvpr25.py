@@ -172,3 +172,27 @@ def test_protocols_command_names_the_object_level_native_metrics():
     assert rows["cvpr25"]["params"] == {"clicks": 5, "crop_z": True, "max_shift": 5}
     assert rows["ritm-noc"]["native_metrics"] == ["iou"]
     assert rows["ritm-noc"]["native_object_metrics"][:3] == ["ritm_noc80", "ritm_noc85", "ritm_noc90"]
+
+
+def test_component_choice_and_edt_agree_with_cc3d_and_a_plain_edt_on_random_masks():
+    """I L387-406 on 30 random sparse masks (many equal-size components): the component is the one
+    cc3d's argmax picks on the C-ordered mask, and the padded-crop EDT equals the EDT of the
+    component in the whole volume with a one-voxel zero border (the padding never changes a
+    distance; it only keeps the transform small)."""
+    cc3d = pytest.importorskip("cc3d")
+    from scipy import ndimage
+
+    from annosim.protocols.clicks import largest_component
+
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        err = rng.random((6, 9, 11)) < 0.08
+        if not err.any():
+            continue
+        labels = cc3d.connected_components(err.astype(np.uint8), connectivity=26)
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        comp = labels == int(np.argmax(sizes))
+        assert (largest_component(err) == comp).all()
+        plain = ndimage.distance_transform_edt(np.pad(comp, 1))[1:-1, 1:-1, 1:-1]
+        assert np.array_equal(component_edt(comp), plain * comp)
