@@ -7,8 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from annosim.report import tables
-from annosim.report.sensitivity import headline_column, protocol_detail
+from annosim.report.sensitivity_detail import detail_display, headline_column, protocol_detail
 from annosim.report.stats import carry_forward, object_table
 
 
@@ -57,7 +56,7 @@ def test_matched_budgets_and_paired_differences():
     assert -0.1 - 1e-12 <= cv["diff_best_lo"] <= cv["diff_best_hi"] <= 0.2 + 1e-12
     assert 0.3 - 1e-12 <= cv["diff_clicks_lo"] <= cv["diff_clicks_hi"] <= 0.4 + 1e-12
     assert he["diff_best"] == 0.0
-    shown = tables.sensitivity_detail_display(d.reset_index())
+    shown = detail_display(d.reset_index())
     assert shown.loc[0, "Diff best [95% CI]"] == "ref." and shown.loc[1, "Source's own"] == "DSC AUC 2.80"
 
 

@@ -14,7 +14,7 @@ from annosim import __version__
 from annosim.errors import InputError
 from annosim.engine import score
 from annosim.metrics.registry import Metric
-from annosim.report import figures, qc, sensitivity, stats, table1, tables
+from annosim.report import figures, qc, sensitivity, sensitivity_detail, stats, table1, tables
 from annosim.report.results_io import RunResults, load_predictions, read_runs
 from annosim.report.html import Page
 
@@ -233,10 +233,10 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
             sens.table, sens_display, out, "sensitivity",
             "Protocol sensitivity: mean best-of-rounds Dice of the same model on the same objects, per protocol",
             sens_notes)
-    detail = sensitivity.protocol_detail(res["rounds"], res["objects"], config.stats.n_boot, config.stats.seed,
-                                         config.stats.level)
-    detail_display = tables.sensitivity_detail_display(detail)
-    detail_notes = tables.sensitivity_detail_notes(config.stats.n_boot, config.stats.seed)
+    detail = sensitivity_detail.protocol_detail(res["rounds"], res["objects"], config.stats.n_boot,
+                                                config.stats.seed, config.stats.level)
+    detail_display = sensitivity_detail.detail_display(detail)
+    detail_notes = sensitivity_detail.detail_notes(config.stats.n_boot, config.stats.seed)
     if not detail.empty:
         written["sensitivity_detail"] = tables.write_table(
             detail, detail_display, out, "sensitivity_detail",

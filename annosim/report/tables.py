@@ -213,41 +213,6 @@ def sensitivity_notes(sens: Sensitivity) -> list[str]:
     return notes
 
 
-def sensitivity_detail_display(detail: pd.DataFrame) -> pd.DataFrame:
-    """Display strings of :func:`annosim.report.sensitivity.protocol_detail`."""
-    rows = []
-    for _, r in detail.iterrows():
-        ref = r["protocol"] == r["reference"]
-        row = {"Dataset": r["dataset"], "Structure": r["structure"], "Setting": r["setting"], "Model": r["model"],
-               "Protocol": r["protocol"], "n": fmt(r["n"]),
-               "Source's own": f"{r['native']} {fmt(r['native_value'], 2)}" if r["native"] else DASH,
-               "Best Dice": fmt(r["best_dice"]), "Final": fmt(r["final_dice"]), "Mean over rounds": fmt(r["auc_dice"]),
-               "Slices": fmt(r["annotated_slices"], 1), "Clicks": fmt(r["clicks"], 1),
-               "Dice @ matched slices": fmt(r["dice_at_slices"]), "Dice @ matched clicks": fmt(r["dice_at_clicks"])}
-        for key, title in (("best", "best"), ("slices", "@ slices"), ("clicks", "@ clicks")):
-            row[f"Diff {title} [95% CI]"] = "ref." if ref else (
-                f"{fmt(r[f'diff_{key}'])} {fmt_ci(r[f'diff_{key}_lo'], r[f'diff_{key}_hi'])}"
-                if math.isfinite(r[f"diff_{key}"]) else DASH)
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def sensitivity_detail_notes(n_boot: int, seed: int) -> list[str]:
-    """Footnotes of the per-protocol sensitivity table."""
-    return [
-        "Same objects as the sensitivity table (present under every protocol of the row). Source's own: the "
-        "protocol's native headline metric as its source computes it (CVPR25 DSC AUC over the click rounds, "
-        "0-4; RITM NoC@90 in IoU, failure 20); '-': the protocol declares none.",
-        "Best/Final/Mean over rounds: annosim's 3D Dice over the setting's frames (objects carried forward). "
-        "Slices, Clicks: mean final effort.",
-        "Matched budget of an object: the fewest annotated slices (clicks) any protocol of the row spent on it; "
-        "Dice @ matched: each protocol's Dice at its last round within that budget ('-' where its first round "
-        "already exceeds it).",
-        f"Diff: paired mean difference from the row's reference protocol (ref.) over the objects, with a "
-        f"percentile bootstrap 95% CI ({n_boot} resamples, seed {seed}).",
-    ]
-
-
 def comparison_display(table: pd.DataFrame) -> pd.DataFrame:
     """Display strings of a paired comparison (:func:`annosim.report.compare.paired_comparison`)."""
     rows = []
