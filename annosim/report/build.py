@@ -207,8 +207,9 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     """Write the report of ``run_dirs`` into ``out`` (created) and return what was written.
 
     Files: ``summary.{csv,md,tex}``, ``table1.{csv,md,tex}``, ``sensitivity.{csv,md,tex}`` and
-    ``sensitivity_detail.{csv,md,tex}`` (when a model ran several protocols), ``objects.csv`` (one row per object), ``curves.csv`` (figure
-    data), ``figures/dice_vs_slices_*.{png,svg}``, ``qc/<run>/*.png`` and ``report.html``.
+    ``sensitivity_detail.{csv,md,tex}`` (when a model ran several protocols), ``objects.csv``
+    (one row per object), ``curves.csv`` (figure data), ``figures/dice_vs_slices_*.{png,svg}``,
+    ``qc/<run>/*.png`` and ``report.html``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -214,7 +214,7 @@ def native_object_table(full: pd.DataFrame, key: list[str]) -> pd.DataFrame:
     from annosim.protocols.registry import native_object_metrics
 
     names_of = {str(p): native_object_metrics(str(p)) for p in full["protocol"].unique()}
-    wanted = [n for n in dict.fromkeys(n for ns in names_of.values() for n in ns)]
+    wanted = list(dict.fromkeys(n for ns in names_of.values() for n in ns))
     if not wanted:
         return pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=key))
     sub = full[full["protocol"].astype(str).map(lambda p: bool(names_of[p]))]
