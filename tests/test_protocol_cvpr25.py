@@ -196,3 +196,19 @@ def test_component_choice_and_edt_agree_with_cc3d_and_a_plain_edt_on_random_mask
         assert (largest_component(err) == comp).all()
         plain = ndimage.distance_transform_edt(np.pad(comp, 1))[1:-1, 1:-1, 1:-1]
         assert np.array_equal(component_edt(comp), plain * comp)
+
+
+def test_large_roi_edt_is_max_pooled_then_repeated(monkeypatch):
+    """I L207-225: above 60,000,000 padded voxels the crop is 2x2x2 max-pooled, transformed and
+    repeated back (threshold lowered here). An 8-voxel cube padded by 2: exactly, depth 4 at its
+    central 2x2x2 (8 voxels, choice(8) = 6 -> (5, 5, 4)); pooled, the 4-block cube has depth 2 on
+    its central 2x2x2 blocks = voxels 3..6 (64, choice(64) = 38 -> (3 + 2, 3 + 1, 3 + 2))."""
+    import annosim.protocols.cvpr25 as cvpr25
+
+    comp = np.zeros((10, 10, 10), bool)
+    comp[1:9, 1:9, 1:9] = True
+    exact = component_edt(comp)
+    assert exact.max() == 4.0 and (exact == 4.0).sum() == 8 and seeded_argmax(exact) == (5, 5, 4)
+    monkeypatch.setattr(cvpr25, "LARGE_ROI_VOXELS", 0)
+    pooled = component_edt(comp)
+    assert pooled.max() == 2.0 and (pooled == 2.0).sum() == 64 and seeded_argmax(pooled) == (5, 4, 5)
