@@ -10,7 +10,7 @@ import pytest
 
 from annosim.data.case import Case
 from annosim.errors import ConfigError
-from annosim.protocols.cvpr25 import error_click
+from annosim.protocols.cvpr25 import upper_median_slice
 from annosim.protocols.prompts import (
     bounding_box,
     deepest_point,
@@ -20,7 +20,6 @@ from annosim.protocols.prompts import (
     quantile_slices,
 )
 from annosim.protocols.registry import get_protocol, list_protocols
-from annosim.protocols.ritm import ritm_click
 from annosim.engine.unit import UnitContext, run_unit
 from scripted_boxes import ScriptedBoxModel
 
@@ -287,131 +286,7 @@ def test_zhu2024_point_is_a_seeded_uniform_truth_pixel():
     assert out[0].clicks == len(expected) == out[0].annotated_slices
 
 
-# --- cvpr25 -----------------------------------------------------------------------------------
-def _cvpr_volume(model):
-    gt = _cvpr_gt()
-    pred = gt.copy()
-    if model.n_propagate == 1:
-        pred[3:8, 5:15, 5:10] = False  # FN block 5 x 10 x 5: deepest voxel (5, 7, 7), depth 3
-    elif model.n_propagate == 2:
-        pred[5:8, 20:27, 20:27] = True  # FP block 3 x 7 x 7: deepest voxel (6, 21, 21), depth 2
-    pred[0] = True  # outside the z extent: removed by the crop
-    return pred
-
-
-def _cvpr_gt():
-    return slab((12, 30, 30), range(3, 8), (5, 15), (5, 15))
-
-
-def test_cvpr25_box_then_clicks_at_deepest_error_voxel_labelled_by_truth():
-    gt = _cvpr_gt()
-    model = ScriptedBoxModel(volume_fn=_cvpr_volume)
-    out = run(get_protocol("cvpr25"), model, gt)
-    assert model.calls[0] == ("start_object", (3, 4, 5, 6, 7))  # the z extent crop
-    assert model.calls[1] == ("add_box", 5, (5, 5, 14, 14))
-    assert model.click_calls() == [
-        ("add_clicks", 5, [(7, 7, 1)], False),  # inside the FN block: positive
-        ("add_clicks", 6, [(21, 21, 0)], False),  # inside the FP block: negative
-    ]
-    # round 3 is perfect: no error left, no 4th round
-    assert [(o.round, o.clicks, o.annotated_slices) for o in out] == [(1, 0, 1), (2, 1, 1), (3, 2, 2)]
-    assert not any(o.prediction[0].any() for o in out)
-    assert out[1].prompts[0].to_record() == {"kind": "point", "z": 5, "y": 7, "x": 7, "positive": True}
-
-
-def test_cvpr25_six_rounds_at_most_and_no_crop_option():
-    gt = _cvpr_gt()
-    model = ScriptedBoxModel()  # always empty: an error remains every round
-    out = run(get_protocol("cvpr25"), model, gt)
-    assert [o.round for o in out] == [1, 2, 3, 4, 5, 6] and [o.clicks for o in out] == [0, 1, 2, 3, 4, 5]
-    assert model.n_propagate == 6
-    model = ScriptedBoxModel(volume_fn=lambda m: np.ones(m.shape, bool))
-    out = run(get_protocol("cvpr25", crop_z=False, clicks=1), model, gt)
-    assert model.calls[0] == ("start_object", None) and out[0].prediction[0].all()
-    assert len(out) == 2
-
-
-def test_cvpr25_largest_component_beats_a_deeper_one():
-    gt = np.zeros((8, 30, 30), bool)
-    gt[0, 5:25, 5:25] = True  # FN plate: 400 voxels, depth 1
-    pred = np.zeros_like(gt)
-    pred[3:8, 0:5, 25:30] = True  # FP cube: 125 voxels, depth 3 at (5, 2, 27) (edges count)
-    assert error_click(pred, gt) == (0, 5, 5, True)
-    assert error_click(pred, np.zeros_like(gt)) == (5, 2, 27, False)
-    assert error_click(gt, gt) is None
-
-
-# --- ritm-noc ---------------------------------------------------------------------------------
-def test_ritm_click_larger_depth_wins_and_ties_go_negative():
-    gt = np.zeros((30, 30), bool)
-    gt[10:15, 10:15] = True  # FN 5x5: depth 3 at (12, 12)
-    pred = np.zeros_like(gt)
-    pred[20:23, 20:23] = True  # FP 3x3: depth 2 at (21, 21)
-    assert ritm_click(pred, gt) == (12, 12, True)
-    clicked = np.zeros_like(gt)
-    clicked[12, 12] = True  # FN's best left: depth 2 = FP's -> negative
-    assert ritm_click(pred, gt, clicked) == (21, 21, False)
-    assert ritm_click(gt, gt) is None
-
-
-def _ritm_gt():
-    return slab((5, 30, 30), range(0, 5), (10, 20), (10, 20))  # 5 slices of 10x10
-
-
-def _ritm_volume(model):
-    gt = _ritm_gt()
-    pred = gt.copy()
-    if model.n_propagate == 1:
-        pred[3:] = False  # Dice 600/800 = 0.75
-    elif model.n_propagate == 2:
-        pred[4] = False  # Dice 800/900 = 0.889
-    return pred
-
-
-@pytest.mark.parametrize("target, rounds", [(0.90, 3), (0.85, 2), (0.70, 1)])
-def test_ritm_stops_at_the_target_dice(target, rounds):
-    gt = _ritm_gt()
-    model = ScriptedBoxModel(volume_fn=_ritm_volume)
-    out = run(get_protocol("ritm-noc", target=target), model, gt)
-    # empty start: all slices Dice 0 with 100 errors -> slice 0; then the worst slice 3, then 4
-    expected = [("add_clicks", z, [(14, 14, 1)], False) for z in (0, 3, 4)][:rounds]
-    assert model.click_calls() == expected
-    assert [(o.round, o.clicks, o.annotated_slices) for o in out] == [(k, k, k) for k in range(1, rounds + 1)]
-
-
-def test_ritm_twenty_click_cap_never_repeats_a_pixel():
-    gt = _ritm_gt()
-    model = ScriptedBoxModel()  # never improves
-    out = run(get_protocol("ritm-noc"), model, gt)
-    assert [o.clicks for o in out] == list(range(1, 21))
-    pts = [(c[1], *c[2][0][:2]) for c in model.click_calls()]
-    assert len(set(pts)) == 20 and {p[0] for p in pts} == {0}
-    assert pts[:2] == [(0, 14, 14), (0, 14, 15)]  # depth 5 at rows/cols 14-15, lowest first
-
-
-def test_ritm_negative_click_on_overtracking_of_a_truth_slice():
-    gt = _ritm_gt()
-    def vol(model):
-        pred = gt.copy()
-        pred[2, 0:7, 0:30] = True  # FP band on slice 2 (depth 4 at row 3)
-        return pred
-    model = ScriptedBoxModel(volume_fn=vol)
-    out = run(get_protocol("ritm-noc", target=0.99), model, gt)
-    assert model.click_calls()[1] == ("add_clicks", 2, [(3, 3, 0)], False)
-    assert len(out) == 20  # the scripted prediction ignores the negative clicks
-
-
-def test_ritm_rows_give_noc_through_run_unit():
-    gt = _ritm_gt()
-    case = Case("c1", np.zeros(gt.shape, np.float32), gt.astype(np.uint8), (1.0, 1.0, 1.0), {1: "obj"})
-    model = ScriptedBoxModel(volume_fn=_ritm_volume)
-    model.set_volume(case.image, case.spacing)
-    unit = run_unit(case, model, get_protocol("ritm-noc"), 1, "full", UnitContext(surface_metrics=False))
-    rows = [(r["round"], r["clicks"], r["dice"]) for r in unit.rows]
-    assert rows == [(1, 1, 0.75), (2, 2, pytest.approx(800 / 900)), (3, 3, 1.0)]
-    noc = {t: next(r[1] for r in rows if r[2] >= t) for t in (0.85, 0.90)}
-    assert noc == {0.85: 2, 0.90: 3}
-    assert [p["kind"] for p in unit.prompts] == ["point"] * 3
+# --- cvpr25, ritm-noc: tests/test_protocol_cvpr25.py, tests/test_protocol_ritm.py --------------
 
 
 # --- end to end on the sample CT --------------------------------------------------------------
@@ -463,15 +338,17 @@ def check_rows(result, case, protocol_names, target=0.90, max_clicks=20, cvpr_cl
         elif name == "zhu2024":
             assert rounds == [1] and all(p["kind"] == "box" for p in ps)
             assert rows[0]["annotated_slices"] == len(ps) >= 1
-        elif name == "cvpr25":
-            assert 1 <= len(rows) <= cvpr_clicks + 1 and clicks == [k - 1 for k in rounds]
-            assert ps[0]["kind"] == "box" and ps[0]["z"] == middle_slice(gt)
-            assert [p["kind"] for p in ps[1:]] == ["point"] * (len(rows) - 1)
+        elif name == "cvpr25":  # always every round; a round without error adds no click
+            assert len(rows) == cvpr_clicks + 1 and clicks[0] == 0
+            assert all(b - a in (0, 1) for a, b in zip(clicks, clicks[1:]))
+            assert ps[0]["kind"] == "box" and ps[0]["z"] == upper_median_slice(gt)
+            assert [p["kind"] for p in ps[1:]] == ["point"] * clicks[-1]
             lo, hi = min(fg), max(fg)
             assert all(r["fp_slices"] <= (hi - lo + 1) - len(fg) for r in rows)  # z-extent crop
         elif name == "ritm-noc":
             assert len(rows) <= max_clicks and clicks == rounds
-            assert all(r["dice"] < target for r in rows[:-1])  # stops once the target is reached
+            iou = [r["dice"] / (2.0 - r["dice"]) for r in rows]
+            assert all(v < target for v in iou[:-1])  # stops once the target IoU is reached
             assert all(p["kind"] == "point" for p in ps) and len(ps) == len(rows)
 
 

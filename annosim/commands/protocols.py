@@ -26,6 +26,7 @@ def protocol_table() -> list[dict[str, Any]]:
                 "prompts": list(proto.prompt_kinds),
                 "max_rounds": proto.max_rounds,
                 "native_metrics": list(proto.native_metrics),
+                "native_object_metrics": list(proto.native_object_metrics),
                 "params": proto.describe().get("params", {}),
             }
         )
@@ -47,7 +48,7 @@ def protocols(as_json: bool) -> None:
         click.echo(f"{r['name']:<{width}}{r['summary']}")
         click.echo(f"{pad}uses truth: {r['uses_gt']}")
         click.echo(f"{pad}prompts: {', '.join(r['prompts'])}; up to {r['max_rounds']} round(s)")
-        metrics = ", ".join(["annosim's common metrics", *r["native_metrics"]])
+        metrics = ", ".join(["annosim's common metrics", *r["native_metrics"], *r["native_object_metrics"]])
         click.echo(f"{pad}metrics: {metrics}")
         if r["params"]:
             values = ", ".join(f"{k}={v}" for k, v in r["params"].items())

@@ -164,6 +164,12 @@ class Protocol:
     #: The source's own metrics (names in :data:`annosim.metrics.native.NATIVE`), written beside
     #: annosim's common ones.
     native_metrics: tuple[str, ...] = ()
+    #: The source's object-level statistics (names in
+    #: :data:`annosim.metrics.native_object.OBJECT_NATIVE`), computed by the report.
+    native_object_metrics: tuple[str, ...] = ()
+    #: The source's headline number (a name of ``native_object_metrics`` or ``native_metrics``,
+    #: the latter taken at the final round), shown beside annosim's Dice in the sensitivity table.
+    native_headline: str = ""
 
     def __init__(self, params: Any = None) -> None:
         if self.params_class is not None:

@@ -1,25 +1,28 @@
 """The CVPR 2025 challenge "Foundation Models for Interactive 3D Biomedical Image Segmentation"
-(evaluation script ``CVPR25_iter_eval.py``, JunMa11/CVPR-MedSegFMCompetition): a 3D bounding
-box, then 5 clicks, each at the centre of the largest 3D error component; a prediction after the
-box and after every click (6 in all).
+(JunMa11/CVPR-MedSegFMCompetition @748e862: ``get_boxes.py`` = B, ``CVPR25_iter_eval.py`` = I;
+``../shared/reference/protocol-sources.md`` section 5): a 3D box, then exactly 5 click rounds,
+each click at the deepest voxel of the largest 3D error component; six predictions in all.
 
-The challenge's 3D box is given as the z extent ``z_min..z_max`` plus a 2D box on a middle
-slice ``z_mid``. The slice API has only a 2D ``add_box``, so the box maps onto it as:
+Rules (truth G restricted to the setting's frames):
 
-1. **z extent as a crop.** With ``crop_z`` (default) the object's video is restricted to the
-   setting's frames within ``z_min..z_max`` of the truth (``start_object`` gets those frames);
-   slices outside it are predicted empty. This is an oracle the report names.
-2. **2D box** ``(y0, x0, y1, x1)``, the truth's tight box on the middle slice
-   (:func:`annosim.protocols.prompts.middle_slice`), grown by ``margin``; one propagation:
-   round 1.
-3. **Rounds 2..6**, one click each: the error ``E = P xor G`` over the frames; its largest
-   26-connected component (ties: first in ``(z, y, x)`` order); the voxel of that component
-   farthest from the component's boundary (Euclidean distance transform in **voxel units**,
-   as the challenge computes it, voxels outside the volume counting as outside; ties: lowest
-   ``(z, y, x)`` where the challenge draws one at random with a fixed seed). The click is
-   positive when the truth holds that voxel (a false negative), negative otherwise; it is added
-   to the earlier prompts on its slice and the volume propagated. No error left ends the
-   protocol.
+1. **Box** (B L44-86). The z extent ``z_min..z_max`` of G and a 2D box on ``z_mid``, the
+   *upper median of the occupied slices* (sorted distinct z of G, index ``n // 2``). The 2D box
+   is G's tight box on ``z_mid`` grown by one draw ``s`` in ``0..5`` (``randint(0, 6)``, here
+   from the object's generator, where the source's 16 forked workers share one seeded stream):
+   ``int(s * Y / 256)`` rows and ``int(s * X / 256)`` columns each side, clipped to the slice.
+   The slice API has no 3D box, so the z extent becomes the object's video (``crop_z``, an
+   oracle the report names) and the 2D box goes to ``add_box``; one propagation: round 1.
+2. **Clicks** (I L377-426), rounds 2..6, one each, always 6 rounds (no early stop):
+   the error ``P xor G``; its largest 26-connected component (ties: the lowest label, i.e. the
+   component first met in C raster order, as ``cc3d`` numbers a C-ordered array); the exact
+   Euclidean distance transform **in voxel units** of that component alone, cropped to its box
+   and zero-padded by ``max(int(0.25 * extent), 1)`` per axis (above 60,000,000 padded voxels
+   the source max-pools 2x2x2, transforms and repeats back: reproduced), times the component
+   (all zero -> the component itself); among the voxels at the maximum, listed in C order, the
+   one ``numpy.random.RandomState(42).choice(n)`` draws (the source reseeds numpy's global
+   generator with 42 before every click: a local ``RandomState`` gives the same draw). Negative
+   when G does not hold it, else positive. A round whose prediction has no error adds no click
+   and repeats the prediction (the source runs the model again on unchanged prompts).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
+from scipy import ndimage
 
 from annosim.models.base import SliceModel
 from annosim.protocols.base import (
@@ -39,12 +43,12 @@ from annosim.protocols.base import (
     propagate_in_frames,
 )
 from annosim.protocols.clicks import largest_component
-from annosim.protocols.prompts import (
-    bounding_box,
-    deepest_point,
-    middle_slice,
-    z_extent,
-)
+from annosim.protocols.prompts import bounding_box, foreground_slices, z_extent
+
+#: Padded crops above this many voxels are max-pooled 2x2x2 before the EDT (I L207-225).
+LARGE_ROI_VOXELS = 60_000_000
+#: The source reseeds numpy with this before every click (I L164-175).
+CLICK_SEED = 42
 
 
 @dataclass(frozen=True)
@@ -54,43 +58,115 @@ class Cvpr25Params:
     Attributes
     ----------
     clicks : int
-        Corrective clicks after the box, one per round (5).
+        Click rounds after the box (5, the challenge's ``n_clicks``).
     crop_z : bool
-        Restrict the object's video to the truth's z extent (the 3D box's z range; True).
-    margin : int
-        Pixels added to each side of the 2D box on the middle slice (0).
+        The object's video is the truth's z extent (the 3D box's z range; True).
+    max_shift : int
+        The box margin draw ``s`` is uniform in ``0..max_shift`` (5, the source's
+        ``randint(0, 6)``); 0 gives the tight box.
     """
 
     clicks: int = 5
     crop_z: bool = True
-    margin: int = 0
+    max_shift: int = 5
 
     def __post_init__(self) -> None:
-        if self.clicks < 0 or self.margin < 0:
-            raise ValueError("clicks and margin must be >= 0")
+        if self.clicks < 0 or self.max_shift < 0:
+            raise ValueError("clicks and max_shift must be >= 0")
+
+
+def upper_median_slice(gt: np.ndarray) -> int:
+    """``z_mid`` (B L66-72): the upper median of the distinct slices of bool ``(Z, Y, X)``
+    ``gt`` that hold foreground (index ``n // 2`` of the sorted list). ValueError when empty.
+
+    >>> g = np.zeros((10, 2, 2), bool); g[[2, 3, 7, 8], 0, 0] = True
+    >>> upper_median_slice(g)
+    7
+    """
+    zs = foreground_slices(gt)
+    if zs.size == 0:
+        raise ValueError("empty ground truth: no box slice")
+    return int(zs[zs.size // 2])
+
+
+def challenge_box(gt2d: np.ndarray, shift: int) -> tuple[int, int, int, int]:
+    """The 2D box ``(y0, x0, y1, x1)`` (inclusive) of B L44-63: bool ``(Y, X)`` ``gt2d``'s tight
+    box grown by ``int(shift * Y / 256)`` rows and ``int(shift * X / 256)`` columns each side,
+    clipped to the slice.
+
+    >>> m = np.zeros((512, 256), bool); m[100:201, 50:61] = True
+    >>> challenge_box(m, 5)
+    (90, 45, 210, 65)
+    """
+    y0, x0, y1, x1 = bounding_box(gt2d, 0)
+    ny, nx = np.shape(gt2d)
+    my, mx = (int(shift) * ny) // 256, (int(shift) * nx) // 256
+    return max(y0 - my, 0), max(x0 - mx, 0), min(y1 + my, ny - 1), min(x1 + mx, nx - 1)
+
+
+def component_edt(component: np.ndarray) -> np.ndarray:
+    """I L178-244 and L402-406 on a bool ``(Z, Y, X)`` component: its exact EDT in voxel units
+    (float64, same shape) computed on its box zero-padded by ``max(int(0.25 * extent), 1)`` per
+    axis (2x2x2 max-pooled and repeated back above :data:`LARGE_ROI_VOXELS` padded voxels), times
+    the component; the component itself (as 0/1) when that is all zero."""
+    comp = np.asarray(component, dtype=bool)
+    out = np.zeros(comp.shape, dtype=np.float64)
+    coords = np.argwhere(comp)
+    if coords.shape[0] == 0:
+        return out
+    lo, hi = coords.min(axis=0), coords.max(axis=0) + 1
+    extent = hi - lo
+    pad = np.maximum((extent * 0.25).astype(int), 1)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    crop = np.pad(comp[box], [(int(p), int(p)) for p in pad])
+    if crop.size > LARGE_ROI_VOXELS:
+        # skimage's block_reduce(..., (2, 2, 2), np.max): zero-pad the end to even sizes
+        even = np.pad(crop, [(0, s % 2) for s in crop.shape])
+        z, y, x = (s // 2 for s in even.shape)
+        pooled = even.reshape(z, 2, y, 2, x, 2).max(axis=(1, 3, 5))
+        edt = ndimage.distance_transform_edt(pooled)
+        edt = edt.repeat(2, axis=0).repeat(2, axis=1).repeat(2, axis=2)
+    else:
+        edt = ndimage.distance_transform_edt(crop)
+    inner = tuple(slice(int(p), int(p) + int(e)) for p, e in zip(pad, extent))
+    out[box] = edt[inner]
+    out *= comp
+    if not out.any():
+        out = comp.astype(np.float64)
+    return out
+
+
+def seeded_argmax(values: np.ndarray) -> tuple[int, ...]:
+    """I L164-175: the index of ``values`` (any dimension) at its maximum that
+    ``RandomState(42).choice(n)`` picks among the ``n`` maxima in ``np.argwhere`` (C) order."""
+    at_max = np.argwhere(values == values.max())
+    pick = np.random.RandomState(CLICK_SEED).choice(len(at_max))
+    return tuple(int(v) for v in at_max[pick])
 
 
 def error_click(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int, int, bool] | None:
-    """Rule 3 on bool ``(Z, Y, X)`` masks: ``(z, y, x, positive)`` or ``None`` if no error."""
-    comp = largest_component(pred ^ gt)
-    point = deepest_point(comp)
-    if point is None:
+    """Rule 2 on bool ``(Z, Y, X)`` masks: ``(z, y, x, positive)``, or ``None`` without error."""
+    comp = largest_component(np.asarray(pred, dtype=bool) ^ np.asarray(gt, dtype=bool))
+    if not comp.any():
         return None
-    z, y, x = point
+    z, y, x = seeded_argmax(component_edt(comp))
     return z, y, x, bool(gt[z, y, x])
 
 
 class Cvpr25(Protocol):
-    """Box (z extent + middle-slice 2D box) then 5 error-centre clicks (see module docstring)."""
+    """Box (z-extent crop + upper-median 2D box with the source's margin draw), then 5 click
+    rounds at the deepest voxel of the largest 3D error component (see module docstring)."""
 
     name = "cvpr25"
     params_class = Cvpr25Params
     prompt_kinds = ("box", "point")
+    native_object_metrics = ("cvpr25_dsc_auc", "cvpr25_nsd_auc", "cvpr25_dsc_final", "cvpr25_nsd_final")
+    native_headline = "cvpr25_dsc_auc"
     params: Cvpr25Params
 
     @property
     def max_rounds(self) -> int:
-        """The box round and one round per click."""
+        """The box round and one round per click: always all of them."""
         return 1 + self.params.clicks
 
     def run_object(
@@ -112,20 +188,23 @@ class Cvpr25(Protocol):
         call = ModelTimer(model)
         call("start_object", video)
 
-        z = middle_slice(g)
-        box = bounding_box(g[z], p.margin)
+        z = upper_median_slice(g)
+        shift = int(rng.integers(0, p.max_shift + 1))
+        box = challenge_box(g[z], shift)
         call("add_box", z, box)
         pred = propagate_in_frames(call, fm)
         annotated = {z}
         yield RoundOutcome(1, pred, [Prompt("box", z, box=box)], 1, 0, call.lap())
 
-        for k in range(1, p.clicks + 1):
+        clicks = 0
+        for k in range(2, p.clicks + 2):
             click = error_click(pred, g)
-            if click is None:
-                return
-            cz, cy, cx, positive = click
-            call("add_clicks", cz, np.array([[cy, cx]]), np.array([int(positive)]))
-            pred = propagate_in_frames(call, fm)
-            annotated.add(cz)
-            prompt = Prompt("point", cz, cy, cx, positive)
-            yield RoundOutcome(k + 1, pred, [prompt], len(annotated), k, call.lap())
+            prompts: list[Prompt] = []
+            if click is not None:
+                cz, cy, cx, positive = click
+                call("add_clicks", cz, np.array([[cy, cx]]), np.array([int(positive)]))
+                pred = propagate_in_frames(call, fm)
+                annotated.add(cz)
+                clicks += 1
+                prompts.append(Prompt("point", cz, cy, cx, positive))
+            yield RoundOutcome(k, pred, prompts, len(annotated), clicks, call.lap())

@@ -89,17 +89,19 @@ PROTOCOLS: tuple[ProtocolEntry, ...] = (
     ),
     ProtocolEntry(
         "cvpr25", "annosim.protocols.cvpr25:Cvpr25",
-        "CVPR 2025 interactive 3D challenge: 3D box (z-extent crop + middle-slice 2D box), then 5 "
-        "clicks at the deepest voxel of the largest 3D error component; 6 rounds.",
+        "CVPR 2025 interactive 3D challenge: 3D box (z-extent crop + 2D box on the upper-median "
+        "slice, random margin), then exactly 5 click rounds at the deepest voxel of the largest 3D "
+        "error component (seeded tie draw); 6 rounds.",
         "z-extent crop, GT box, GT clicks (3D error components)",
         "CVPR25_iter_eval.py, JunMa11/CVPR-MedSegFMCompetition",
     ),
     ProtocolEntry(
         "ritm-noc", "annosim.protocols.ritm:RitmNoc",
-        "RITM-style NoC: one click per round at the deepest point of the larger error on the worst "
-        "slice until Dice 0.90 or 20 clicks (NoC@85/@90).",
-        "GT clicks (deepest error), worst slice by GT Dice, stop at a GT Dice target",
-        "Sofiiuk et al. 2022, arXiv:2102.06583 (RITM clicker)",
+        "RITM NoC: one click per round at the deepest point of the larger error (ties negative) on "
+        "annosim's worst slice until IoU 0.90 or 20 clicks (NoC@80/85/90 in IoU).",
+        "GT clicks (deepest error), worst slice by GT Dice, stop at a GT IoU target",
+        "Sofiiuk et al. 2022, arXiv:2102.06583; SamsungLabs/ritm_interactive_segmentation (clicker.py, "
+        "evaluation.py)",
     ),
 )
 _BY_NAME = {e.name: e for e in PROTOCOLS}
@@ -119,3 +121,15 @@ def get_protocol(name: str, **overrides: Any) -> Protocol:
         return entry.build(overrides)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"protocol {name!r}: {exc}") from None
+
+
+def native_object_metrics(name: str) -> tuple[str, ...]:
+    """The object-level native metrics protocol ``name`` lists (empty for an unknown name)."""
+    entry = _BY_NAME.get(name)
+    return tuple(entry.protocol_class().native_object_metrics) if entry is not None else ()
+
+
+def native_headline(name: str) -> str:
+    """The native headline metric protocol ``name`` declares (empty when none or unknown)."""
+    entry = _BY_NAME.get(name)
+    return str(entry.protocol_class().native_headline) if entry is not None else ""

@@ -13,7 +13,7 @@ from annosim import __version__
 from annosim.errors import ConfigError, InputError
 from annosim.engine import score
 from annosim.metrics.registry import Metric
-from annosim.report import aggregate, figures, qc, sensitivity, stats, table1, tables
+from annosim.report import aggregate, figures, qc, sensitivity, sensitivity_detail, stats, table1, tables
 from annosim.report.results_io import RunResults, load_predictions, read_runs
 from annosim.report.reference_table import reference_display
 from annosim.report.html import Page
@@ -211,9 +211,10 @@ def _clear_images(out: Path) -> None:
 def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConfig = ReportConfig()) -> ReportOutputs:
     """Write the report of ``run_dirs`` into ``out`` (created) and return what was written.
 
-    Files: ``summary.{csv,md,tex}``, ``table1.{csv,md,tex}``, ``sensitivity.{csv,md,tex}`` (when
-    a model ran several protocols), ``objects.csv`` (one row per object), ``curves.csv`` (figure
-    data), ``figures/dice_vs_slices_*.{png,svg}``, ``qc/<run>/*.png`` and ``report.html``.
+    Files: ``summary.{csv,md,tex}``, ``table1.{csv,md,tex}``, ``sensitivity.{csv,md,tex}`` and
+    ``sensitivity_detail.{csv,md,tex}`` (when a model ran several protocols), ``objects.csv``
+    (one row per object), ``curves.csv`` (figure data), ``figures/dice_vs_slices_*.{png,svg}``,
+    ``qc/<run>/*.png`` and ``report.html``.
     """
     if config.aggregate not in aggregate.AGGREGATIONS:
         raise ConfigError(f"aggregate {config.aggregate!r}: expected one of {', '.join(aggregate.AGGREGATIONS)}")
@@ -260,10 +261,17 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
             sens.table, sens_display, out, "sensitivity",
             "Protocol sensitivity: mean best-of-rounds Dice of the same model on the same objects, per protocol",
             sens_notes)
-    else:
-        stale = [out / f"sensitivity.{ext}" for ext in ("csv", "md", "tex")]
-        for f in stale:
-            f.unlink(missing_ok=True)
+    detail = sensitivity_detail.protocol_detail(res["rounds"], res["objects"], config.stats.n_boot,
+                                                config.stats.seed, config.stats.level)
+    detail_display = sensitivity_detail.detail_display(detail)
+    detail_notes = sensitivity_detail.detail_notes(config.stats.n_boot, config.stats.seed)
+    if not detail.empty:
+        written["sensitivity_detail"] = tables.write_table(
+            detail, detail_display, out, "sensitivity_detail",
+            "Per protocol: its source's own metric beside annosim's Dice, at matched budgets", detail_notes)
+    for stem in ([] if not sens.empty else ["sensitivity"]) + ([] if not detail.empty else ["sensitivity_detail"]):
+        for ext in ("csv", "md", "tex"):
+            (out / f"{stem}.{ext}").unlink(missing_ok=True)
     objects_csv = out / "objects.csv"
     res["objects"].to_csv(objects_csv, index=False)
     curves_csv = out / "curves.csv"
@@ -303,6 +311,10 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
                        "from the protocols alone.", "meta")
         page.raw(tables.to_html(sens_display, sens_notes))
         page.links(list(written["sensitivity"].values()))
+    if not detail.empty:
+        page.heading("Per protocol: the source's own metric, matched budgets", anchor="sensitivity-detail")
+        page.raw(tables.to_html(detail_display, detail_notes))
+        page.links(list(written["sensitivity_detail"].values()))
     page.heading("QC images: worst, median and best object of each structure", anchor="qc")
     page.paragraph("Truth outline green, prediction outline red (dashed), positive clicks cyan +, "
                    "negative clicks orange -, one panel per round on the slice annotated in that round.", "meta")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from annosim.metrics.native_object import OBJECT_BY_NAME, ObjectRounds, object_values
 from annosim.metrics.registry import BUILTIN, Metric
 from annosim.schema import INT_COLUMNS, OBJECT_KEY
 
@@ -196,7 +197,39 @@ def object_table(full: pd.DataFrame, noc_thresholds: tuple[float, ...] = (0.80, 
         hit = f[f["dice"] >= tau].groupby(key, sort=True)["round"].min().reindex(out.index)
         out[tag] = hit.fillna(out["max_rounds"]).astype(np.int64)
         out[f"{tag}_reached"] = hit.notna()
+    native = native_object_table(f, key)
+    for c in native.columns:
+        out[c] = native[c].reindex(out.index).to_numpy(np.float64)
     return out.reset_index()
+
+
+def native_object_table(full: pd.DataFrame, key: list[str]) -> pd.DataFrame:
+    """The object-level native metrics (:mod:`annosim.metrics.native_object`) of every object
+    of a carried-forward table whose protocol lists them: one row per object (index ``key``),
+    one column per metric name, NaN on objects of protocols that do not list it.
+
+    Each entry sees the object's columns over rounds 1..R and, per round, their mean over the
+    objects of the same case, protocol and setting (in the same run).
+    """
+    from annosim.protocols.registry import native_object_metrics
+
+    names_of = {str(p): native_object_metrics(str(p)) for p in full["protocol"].unique()}
+    wanted = list(dict.fromkeys(n for ns in names_of.values() for n in ns))
+    if not wanted:
+        return pd.DataFrame(index=pd.MultiIndex.from_tuples([], names=key))
+    sub = full[full["protocol"].astype(str).map(lambda p: bool(names_of[p]))]
+    columns = sorted({c for n in wanted for c in OBJECT_BY_NAME[n].columns if c in sub.columns})
+    case_key = [c for c in key if c != "label"]
+    case_mean = sub.groupby(case_key + ["round"], sort=False)[columns].transform("mean")
+    rows, index = [], []
+    for k, grp in sub.assign(**{f"_case_{c}": case_mean[c] for c in columns}).groupby(key, sort=True):
+        grp = grp.sort_values("round")
+        data = ObjectRounds({c: grp[c].to_numpy(np.float64) for c in columns},
+                            {c: grp[f"_case_{c}"].to_numpy(np.float64) for c in columns})
+        proto = str(grp["protocol"].iloc[0])
+        rows.append(object_values(names_of[proto], data))
+        index.append(k)
+    return pd.DataFrame(rows, index=pd.MultiIndex.from_tuples(index, names=key), columns=wanted)
 
 
 def summarize(objects: pd.DataFrame, config: StatsConfig = StatsConfig(),
@@ -210,7 +243,9 @@ def summarize(objects: pd.DataFrame, config: StatsConfig = StatsConfig(),
     auc_dice`` (mean Dice over rounds), ``noc80, noc80_failed, noc90, noc90_failed``, then
     for every other metric of ``metrics`` its final round reduced as the metric says: ``mean``
     (``fp_slices``, ``nsd``) or ``nanmean`` with a count of undefined values (``hd95`` over objects
-    with a non-empty prediction and ``hd95_undefined``; user metrics likewise).
+    with a non-empty prediction and ``hd95_undefined``; user metrics likewise); each
+    object-level native metric of the group's protocol, averaged (or summed, as the entry says)
+    over the objects where it is defined.
     """
     group = [c for c in GROUP_KEY if c in objects.columns]
     rows = []
@@ -233,6 +268,10 @@ def summarize(objects: pd.DataFrame, config: StatsConfig = StatsConfig(),
             tag = f"noc{int(round(tau * 100))}"
             row[tag] = float(sub[tag].mean())
             row[f"{tag}_failed"] = int((~sub[f"{tag}_reached"].astype(bool)).sum())
+        for name, m in OBJECT_BY_NAME.items():
+            if name in sub.columns and np.isfinite(sub[name].to_numpy(np.float64)).any():
+                values = sub[name].to_numpy(np.float64)
+                row[name] = float(np.nansum(values) if m.summary == "sum" else np.nanmean(values))
         for m in metrics:
             col = f"final_{m.column}"
             if m.column == "dice" or m.summary == "none" or col not in sub.columns:

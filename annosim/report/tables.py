@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from annosim.metrics.native_object import OBJECT_NATIVE
 from annosim.metrics.registry import BUILTIN, Metric
 
 from annosim.report.aggregate import REFERENCE
@@ -110,6 +111,10 @@ def summary_display(summary: pd.DataFrame, metrics: tuple[Metric, ...] = BUILTIN
         for m in metrics:
             if m.column != "dice" and m.column in summary.columns:
                 row[m.label or m.column] = fmt(r[m.column], m.digits)
+        native = [f"{m.label} {fmt(r[m.name], m.digits)}" for m in OBJECT_NATIVE
+                  if m.name in summary.columns and isinstance(r[m.name], float) and math.isfinite(r[m.name])]
+        if any(m.name in summary.columns for m in OBJECT_NATIVE):
+            row["Source's own (object level)"] = "; ".join(native) or DASH
         rows.append(row)
     return pd.DataFrame(rows)
 
