@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from annosim.errors import ConfigError
+from annosim.report.figures import X_CHOICES
 
 
 def _labels(text: str | None) -> tuple[str, ...]:
@@ -29,8 +30,11 @@ def _labels(text: str | None) -> tuple[str, ...]:
 @click.option("--qc/--no-qc", default=True, show_default=True,
               help="QC images (worst/median/best object per structure); needs the run's dataset readable.")
 @click.option("--qc-labels", default=None, help="Comma-separated structures (names or values) that get QC images.")
+@click.option("--x", "x_axis", type=click.Choice(X_CHOICES), default="round", show_default=True,
+              help="x axis of the figures: the round (pass, the paper's 'number of annotated frames'), distinct "
+                   "annotated slices, or clicks.")
 def report(run_dirs: tuple[str, ...], out: str, dataset_name: str | None, paper_datasets: tuple[str, ...],
-           n_boot: int, seed: int, qc: bool, qc_labels: str | None) -> None:
+           n_boot: int, seed: int, qc: bool, qc_labels: str | None, x_axis: str) -> None:
     """Tables, figures, Table-1 view and one HTML page from one or more results folders.
 
     Writes summary.{csv,md,tex}, table1.{csv,md,tex} (one column group per model),
@@ -46,7 +50,8 @@ def report(run_dirs: tuple[str, ...], out: str, dataset_name: str | None, paper_
     if bad:
         raise ConfigError(f"--paper-dataset {', '.join(bad)}: expected one of {', '.join(sorted(known))}")
     cfg = ReportConfig(stats=StatsConfig(n_boot=n_boot, seed=seed), dataset_name=dataset_name,
-                       paper_datasets=list(paper_datasets) or None, qc=qc, qc_labels=_labels(qc_labels))
+                       paper_datasets=list(paper_datasets) or None, qc=qc, qc_labels=_labels(qc_labels),
+                       x=x_axis)
     res = build_report([Path(p) for p in run_dirs], out, cfg)
     click.echo(f"report: {res.html}")
     for note in res.qc_notes:

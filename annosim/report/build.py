@@ -38,6 +38,9 @@ class ReportConfig:
         Only these structures get QC images (default: all).
     figure_dpi, qc_dpi : int
         Resolution of the PNG figures and QC images.
+    x : str
+        x axis of the figures: ``round`` (default), ``slices`` or ``clicks``
+        (:data:`annosim.report.figures.X_CHOICES`).
     """
 
     stats: stats.StatsConfig = field(default_factory=stats.StatsConfig)
@@ -47,6 +50,7 @@ class ReportConfig:
     qc_labels: tuple[str, ...] = ()
     figure_dpi: int = 120
     qc_dpi: int = 80
+    x: str = "round"
 
 
 @dataclass
@@ -208,7 +212,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
 
     Files: ``summary.{csv,md,tex}``, ``table1.{csv,md,tex}``, ``sensitivity.{csv,md,tex}`` (when
     a model ran several protocols), ``objects.csv`` (one row per object), ``curves.csv`` (figure
-    data), ``figures/dice_vs_slices_*.{png,svg}``, ``qc/<run>/*.png`` and ``report.html``.
+    data), ``figures/dice_vs_<x>_*.{png,svg}``, ``qc/<run>/*.png`` and ``report.html``.
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -240,8 +244,9 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     objects_csv = out / "objects.csv"
     res["objects"].to_csv(objects_csv, index=False)
     curves_csv = out / "curves.csv"
-    res["curves"].to_csv(curves_csv, index=False)
-    figs = figures.write_figures(res["curves"], out / "figures", config.figure_dpi)
+    curves = figures.figure_curves(res["rounds"], config.x)
+    curves.to_csv(curves_csv, index=False)
+    figs = figures.write_figures(curves, out / "figures", config.figure_dpi, config.x)
     qc_images: list[tuple[str, Path]] = []
     qc_notes: list[str] = []
     if config.qc:
@@ -255,10 +260,9 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     page.heading("Summary", anchor="summary")
     page.raw(tables.to_html(tables.summary_display(summary, run_metrics(runs)), notes))
     page.links([p for p in written["summary"].values()] + [objects_csv])
-    page.heading("Mean Dice vs number of annotated slices", anchor="figures")
+    page.heading(f"Mean Dice per {figures.X_NOUNS[config.x]}", anchor="figures")
     for f in figs:
-        page.image(f["png"], f"{f['dataset']} - {f['model']} - {f['protocol']}: mean Dice with 95% band "
-                   "(mean +/- 1.96 SEM); early-stopped objects carried forward.", [f["svg"]])
+        page.image(f["png"], str(f["caption"]), [f["svg"]])
     page.links([curves_csv])
     page.heading("Table-1 view (He et al. 2024)", anchor="table1")
     page.raw(tables.to_html(t1_display, t1_notes, t1_header))
