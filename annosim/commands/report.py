@@ -1,5 +1,4 @@
-"""``annosim report`` and ``annosim compare``: from results folders to tables, figures and an
-HTML page; paired comparison of two runs."""
+"""``annosim report``: from results folders to tables, figures and an HTML page."""
 
 from __future__ import annotations
 
@@ -57,22 +56,3 @@ def report(run_dirs: tuple[str, ...], out: str, dataset_name: str | None, paper_
     for note in res.qc_notes:
         click.echo(f"note: {note}", err=True)
 
-
-@click.command()
-@click.argument("run_a", type=click.Path(exists=True, file_okay=False))
-@click.argument("run_b", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
-              help="Folder for comparison.{csv,md,tex} and pairs.csv (default: print only).")
-@click.option("--n-boot", type=click.IntRange(100), default=10000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
-def compare(run_a: str, run_b: str, out: str | None, n_boot: int, seed: int) -> None:
-    """Paired comparison of two runs (B - A) on their common objects: best-of-rounds Dice,
-    Wilcoxon signed-rank p-value and bootstrap CI of the mean difference, per structure and
-    overall."""
-    from annosim.report.compare import compare_runs
-    from annosim.report.tables import comparison_display, to_markdown
-
-    res = compare_runs(run_a, run_b, out, n_boot=n_boot, seed=seed)
-    click.echo(to_markdown(comparison_display(res.table), res.notes), nl=False)
-    if res.files:
-        click.echo(f"written: {', '.join(str(p) for p in res.files.values())}")

@@ -158,8 +158,8 @@ def _qc_images(runs: list[RunResults], objects: pd.DataFrame, out: Path, cfg: Re
             stem = figures.slug(f"{proto}_{row['label_name']}_{setting}_{rank}_{case}")
             path = out / "qc" / figures.slug(run.path.name) / f"{stem}.png"
             short = f"{row['label_name']} - {setting} - {rank} - case {case}"
-            qc.render_object(qc.QCObject(short, case_obj.image, case_obj.label == label, rr, obj_prompts, preds),
-                             path, cfg.qc_dpi)
+            qc.render_object(qc.QCObject(short, case_obj.image, case_obj.label == label, rr, obj_prompts, preds,
+                                         protocol=proto, geometry=case_obj.geometry), path, cfg.qc_dpi)
             images.append((title, path))
             drawn += 1
         if drawn and not saved_any:
@@ -275,7 +275,8 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
         page.links(list(written["sensitivity"].values()))
     page.heading("QC images: worst, median and best object of each structure", anchor="qc")
     page.paragraph("Truth outline green, prediction outline red (dashed), positive clicks cyan +, "
-                   "negative clicks orange -, one panel per round on the slice annotated in that round.", "meta")
+                   "negative clicks orange -, one panel per round on the slice annotated in that round, "
+                   "in the canonical radiological view (as-stored runs turned for display).", "meta")
     for n in qc_notes:
         page.paragraph(n, "warn")
     if not config.qc:
