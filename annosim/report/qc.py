@@ -243,7 +243,9 @@ def render_object(obj: QCObject, path: Path, dpi: int = 80) -> Path:
     for ax in flat[len(rounds):]:
         ax.set_axis_off()
     fig.suptitle(image_title(obj, turned), fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
+    height = fig.get_figheight()  # explicit margins: tight_layout misplaces rows of square images
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.05 / height, top=1 - 0.7 / height, wspace=0.06,
+                        hspace=0.45 / (PANEL_SIZE[1] - 0.75))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
