@@ -22,7 +22,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("protocols", "protocols"),
     ("models", "models"),
     ("report", "report"),
-    ("report", "compare"),
+    ("compare", "compare"),
     ("score", "score"),
 )
 

@@ -117,7 +117,7 @@ def test_table1_view(report_dir):
 
 def test_figures(report_dir):
     pngs = sorted((report_dir / "figures").glob("*.png"))
-    assert [p.name for p in pngs] == ["dice_vs_slices_totalseg-abdomen_classical_he2024.png"]
+    assert [p.name for p in pngs] == ["dice_vs_round_totalseg-abdomen_classical_he2024.png"]
     img = Image.open(pngs[0])
     assert img.format == "PNG" and img.size[0] >= 1200 and 480 <= img.size[1] <= 700
     _not_blank(img)
@@ -158,7 +158,7 @@ def test_html_references_exist(report_dir):
             assert not re.match(r"^[a-z]+://", ref) and not ref.startswith("/"), ref
             assert (report_dir / ref).is_file(), ref
     assert n_images == 1 + 8  # figure + QC images
-    for heading in ("Summary", "Mean Dice vs number of annotated slices", "Table-1 view", "QC images"):
+    for heading in ("Summary", "Mean Dice per round", "Table-1 view", "QC images"):
         assert heading in html
 
 

@@ -73,3 +73,75 @@ def test_saved_predictions_layout(tmp_path):
     p.write_bytes(b"not a zip")
     with pytest.raises(InputError, match="unreadable predictions"):
         load_predictions(tmp_path, "case1", 2, "fg-only", "he2024")
+
+
+# -- canonical view, protocol in the title, wrapped rows (issue 13) -------------------------------
+
+def _disc_object(n_rounds: int, protocol: str = "ritm-noc") -> qc.QCObject:
+    z, y, x = np.mgrid[0:4, 0:30, 0:30]
+    image = (np.hypot(y - 15, x - 15) < 10) * 60.0 - 100.0
+    truth = np.hypot(y - 15, x - 15) < 6
+    rounds = pd.DataFrame({"round": np.arange(1, n_rounds + 1), "dice": np.linspace(0.5, 0.9, n_rounds)})
+    prompts = [{"round": k, "kind": "point", "z": 2, "y": 15, "x": 15, "positive": True} for k in range(1, n_rounds + 1)]
+    return qc.QCObject("disc - full - best - case c0", image.astype(np.float32), truth, rounds, prompts,
+                       {}, protocol=protocol)
+
+
+def test_many_rounds_wrap_into_rows(tmp_path):
+    """Rule: 20 rounds (ritm-noc) make 4 rows of 5 panels, each panel 2.3 x 2.75 in."""
+    assert qc.grid_shape(20) == (4, 5) and qc.grid_shape(3) == (1, 3) and qc.grid_shape(6) == (2, 5)
+    path = qc.render_object(_disc_object(20), tmp_path / "many.png", dpi=50)
+    assert Image.open(path).size == (round(2.3 * 5 * 50), round(2.75 * 4 * 50))
+
+
+def test_protocol_in_title():
+    """Rule: every QC image's title names the protocol."""
+    assert qc.image_title(_disc_object(2, "he2024-vista")) == "disc - full - best - case c0 - protocol he2024-vista"
+
+
+def test_as_stored_drawn_as_canonical(tmp_path):
+    """Rule: an as-stored run is turned to the canonical view for display: its QC image equals the
+    canonical run's image of the same object (stored axes flipped and transposed by the affine)."""
+    from annosim.data.orientation import orient
+
+    rng = np.random.default_rng(3)
+    shape = (24, 20, 5)  # stored (I, J, K); axis k is the slice axis of as-stored
+    data = rng.normal(0, 80, shape).astype(np.float32)
+    ii, jj = np.mgrid[0:24, 0:20]
+    truth = np.zeros(shape, bool)
+    truth[..., 1:4] = ((ii - 9) ** 2 / 25 + (jj - 12) ** 2 / 9 < 1)[..., None]  # asymmetric ellipse
+    data[truth] += 150
+    affine = np.diag([0.8, 0.8, -2.5, 1.0])  # i -> R, j -> A, k -> I: canonical flips all three
+    stored_points = [(10, 12, 2, True), (7, 11, 2, False), (9, 13, 3, True)]  # (i, j, k, positive)
+
+    def where(orientation: str, i: int, j: int, k: int) -> tuple[int, int, int]:
+        marker = np.zeros(shape, bool)
+        marker[i, j, k] = True
+        return tuple(int(v) for v in np.argwhere(orient(marker, affine, orientation)[0])[0])
+
+    objs = {}
+    for orientation in ("as-stored", "canonical"):
+        image, geometry = orient(data, affine, orientation)
+        mask = orient(truth, affine, orientation)[0]
+        prompts = []
+        for r, (i, j, k, pos) in enumerate(stored_points, 1):
+            z, y, x = where(orientation, i, j, k)
+            prompts.append({"round": r, "kind": "point", "z": z, "y": y, "x": x, "positive": pos})
+        b0, b1 = where(orientation, 5, 9, 2), where(orientation, 14, 16, 2)
+        prompts.append({"round": 3, "kind": "box", "z": b0[0], "y0": min(b0[1], b1[1]), "x0": min(b0[2], b1[2]),
+                        "y1": max(b0[1], b1[1]), "x1": max(b0[2], b1[2])})
+        rounds = pd.DataFrame({"round": [1, 2, 3], "dice": [0.5, 0.6, 0.7]})
+        pred = orient(np.roll(truth, 2, axis=0), affine, orientation)[0]  # a shifted prediction
+        objs[orientation] = qc.QCObject("ellipse", image, mask, rounds, prompts, {1: pred, 2: pred, 3: None},
+                                        protocol="he2024-vista", geometry=geometry)
+    assert objs["as-stored"].image.shape == (5, 24, 20) and objs["canonical"].image.shape == (5, 20, 24)
+    turned = qc.to_canonical(objs["as-stored"])
+    np.testing.assert_array_equal(turned.image, objs["canonical"].image)
+    np.testing.assert_array_equal(turned.truth, objs["canonical"].truth)
+    np.testing.assert_array_equal(turned.predictions[1], objs["canonical"].predictions[1])
+    assert turned.prompts == objs["canonical"].prompts
+    pngs = {o: np.asarray(Image.open(qc.render_object(obj, tmp_path / f"{o}.png", dpi=60)).convert("RGB"))
+            for o, obj in objs.items()}
+    title_rows = round(0.3 * 60) + 2  # the titles differ ("as-stored run, shown in the canonical view")
+    np.testing.assert_array_equal(pngs["as-stored"][title_rows:], pngs["canonical"][title_rows:])
+    assert not np.array_equal(pngs["as-stored"][:title_rows], pngs["canonical"][:title_rows])

@@ -1,5 +1,4 @@
-"""``annosim report`` and ``annosim compare``: from results folders to tables, figures and an
-HTML page; paired comparison of two runs."""
+"""``annosim report``: from results folders to tables, figures and an HTML page."""
 
 from __future__ import annotations
 
@@ -10,6 +9,7 @@ import click
 from annosim.errors import ConfigError
 from annosim.schema import AGGREGATIONS
 from annosim.files import check_out_folder
+from annosim.report.figures import X_CHOICES
 
 
 def _labels(text: str | None) -> tuple[str, ...]:
@@ -36,8 +36,11 @@ def _labels(text: str | None) -> tuple[str, ...]:
               help="Statistic of the Table-1 view: mean over each structure's objects, or the reference script's "
                    "(rank columns among the labels present per case, unfilled entries 0, mean over cases), also "
                    "written as reference_aggregate.{csv,md,tex}.")
+@click.option("--x", "x_axis", type=click.Choice(X_CHOICES), default="round", show_default=True,
+              help="x axis of the figures: the round (pass, the paper's 'number of annotated frames'), distinct "
+                   "annotated slices, or clicks.")
 def report(run_dirs: tuple[str, ...], out: str, dataset_name: str | None, paper_datasets: tuple[str, ...],
-           n_boot: int, seed: int, qc: bool, qc_labels: str | None, aggregation: str) -> None:
+           n_boot: int, seed: int, qc: bool, qc_labels: str | None, aggregation: str, x_axis: str) -> None:
     """Tables, figures, Table-1 view and one HTML page from one or more results folders.
 
     Writes summary.{csv,md,tex}, table1.{csv,md,tex} (one column group per model),
@@ -55,30 +58,9 @@ def report(run_dirs: tuple[str, ...], out: str, dataset_name: str | None, paper_
         raise ConfigError(f"--paper-dataset {', '.join(bad)}: expected one of {', '.join(sorted(known))}")
     cfg = ReportConfig(stats=StatsConfig(n_boot=n_boot, seed=seed), dataset_name=dataset_name,
                        paper_datasets=list(paper_datasets) or None, qc=qc, qc_labels=_labels(qc_labels),
-                       aggregate=aggregation)
+                       aggregate=aggregation, x=x_axis)
     res = build_report([Path(p) for p in run_dirs], out, cfg)
     click.echo(f"report: {res.html}")
     for note in res.qc_notes:
         click.echo(f"note: {note}", err=True)
 
-
-@click.command()
-@click.argument("run_a", type=click.Path(exists=True, file_okay=False))
-@click.argument("run_b", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "-o", type=click.Path(file_okay=False), default=None,
-              help="Folder for comparison.{csv,md,tex} and pairs.csv (default: print only).")
-@click.option("--n-boot", type=click.IntRange(100), default=10000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
-def compare(run_a: str, run_b: str, out: str | None, n_boot: int, seed: int) -> None:
-    """Paired comparison of two runs (B - A) on their common objects: best-of-rounds Dice,
-    Wilcoxon signed-rank p-value and bootstrap CI of the mean difference, per structure and
-    overall."""
-    if out is not None:
-        check_out_folder(out, "--out")
-    from annosim.report.compare import compare_runs
-    from annosim.report.tables import comparison_display, to_markdown
-
-    res = compare_runs(run_a, run_b, out, n_boot=n_boot, seed=seed)
-    click.echo(to_markdown(comparison_display(res.table), res.notes), nl=False)
-    if res.files:
-        click.echo(f"written: {', '.join(str(p) for p in res.files.values())}")

@@ -42,6 +42,9 @@ class ReportConfig:
         written as ``reference_aggregate.{csv,md,tex}``).
     figure_dpi, qc_dpi : int
         Resolution of the PNG figures and QC images.
+    x : str
+        x axis of the figures: ``round`` (default), ``slices`` or ``clicks``
+        (:data:`annosim.report.figures.X_CHOICES`).
     """
 
     stats: stats.StatsConfig = field(default_factory=stats.StatsConfig)
@@ -52,6 +55,7 @@ class ReportConfig:
     aggregate: str = aggregate.PER_OBJECT
     figure_dpi: int = 120
     qc_dpi: int = 80
+    x: str = "round"
 
 
 @dataclass
@@ -159,8 +163,8 @@ def _qc_images(runs: list[RunResults], objects: pd.DataFrame, out: Path, cfg: Re
             stem = figures.slug(f"{proto}_{row['label_name']}_{setting}_{rank}_{case}")
             path = out / "qc" / figures.slug(run.path.name) / f"{stem}.png"
             short = f"{row['label_name']} - {setting} - {rank} - case {case}"
-            qc.render_object(qc.QCObject(short, case_obj.image, case_obj.label == label, rr, obj_prompts, preds),
-                             path, cfg.qc_dpi)
+            qc.render_object(qc.QCObject(short, case_obj.image, case_obj.label == label, rr, obj_prompts, preds,
+                                         protocol=proto, geometry=case_obj.geometry), path, cfg.qc_dpi)
             images.append((title, path))
             drawn += 1
         if drawn and not saved_any:
@@ -213,7 +217,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
 
     Files: ``summary.{csv,md,tex}``, ``table1.{csv,md,tex}``, ``sensitivity.{csv,md,tex}`` and
     ``sensitivity_detail.{csv,md,tex}`` (when a model ran several protocols), ``objects.csv``
-    (one row per object), ``curves.csv`` (figure data), ``figures/dice_vs_slices_*.{png,svg}``,
+    (one row per object), ``curves.csv`` (figure data), ``figures/dice_vs_<x>_*.{png,svg}``,
     ``qc/<run>/*.png`` and ``report.html``.
     """
     if config.aggregate not in aggregate.AGGREGATIONS:
@@ -275,8 +279,9 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     objects_csv = out / "objects.csv"
     res["objects"].to_csv(objects_csv, index=False)
     curves_csv = out / "curves.csv"
-    res["curves"].to_csv(curves_csv, index=False)
-    figs = figures.write_figures(res["curves"], out / "figures", config.figure_dpi)
+    curves = figures.figure_curves(res["rounds"], config.x)
+    curves.to_csv(curves_csv, index=False)
+    figs = figures.write_figures(curves, out / "figures", config.figure_dpi, config.x)
     qc_images: list[tuple[str, Path]] = []
     qc_notes: list[str] = []
     if config.qc:
@@ -293,10 +298,9 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     page.folded("More columns: bootstrap CI, first/final/mean-over-rounds Dice, NoC, NSD, HD95, FP slices",
                 tables.to_html(other_cols, notes))
     page.links([p for p in written["summary"].values()] + [objects_csv])
-    page.heading("Mean Dice vs number of annotated slices", anchor="figures")
+    page.heading(f"Mean Dice per {figures.X_NOUNS[config.x]}", anchor="figures")
     for f in figs:
-        page.image(f["png"], f"{f['dataset']} - {f['model']} - {f['protocol']}: mean Dice with 95% band "
-                   "(mean +/- 1.96 SEM); early-stopped objects carried forward.", [f["svg"]])
+        page.image(f["png"], str(f["caption"]), [f["svg"]])
     page.links([curves_csv])
     page.heading("Table-1 view (He et al. 2024)", anchor="table1")
     page.raw(tables.to_html(t1_display, t1_notes, t1_header))
@@ -317,7 +321,8 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
         page.links(list(written["sensitivity_detail"].values()))
     page.heading("QC images: worst, median and best object of each structure", anchor="qc")
     page.paragraph("Truth outline green, prediction outline red (dashed), positive clicks cyan +, "
-                   "negative clicks orange -, one panel per round on the slice annotated in that round.", "meta")
+                   "negative clicks orange -, one panel per round on the slice annotated in that round, "
+                   "in the canonical radiological view (as-stored runs turned for display).", "meta")
     for n in qc_notes:
         page.paragraph(n, "warn")
     if not config.qc:
