@@ -4,7 +4,9 @@ of the sample CT) must come out byte for byte (rounds.csv without timing columns
 Recorded before the run-path redesign, which changed no number. The he2024 rows were recorded
 again when he2024 was made to read the paper literally (issue 13: whole-foreground first click,
 start-slice tie positive, worst slice among truth-or-prediction frames, one random stream per
-object for both settings); the shen2024-points and cvpr25 rows did not change."""
+object for both settings); the shen2024-points and cvpr25 rows did not change then. The cvpr25
+rows were recorded again when it was made to follow the challenge's code (issue 14: upper-median
+box slice with the source's margin, six rounds, seeded choice among equal maxima)."""
 
 from __future__ import annotations
 
