@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from annosim.params import parse_key_values
+from annosim.schema import ORIENTATIONS
 
 
 def dataset_options(func):
@@ -54,7 +55,7 @@ def csv_list(value: str | None) -> tuple[str, ...] | None:
 @click.option("--metric", "metrics", multiple=True, metavar="MODULE:FUNCTION",
               help="Extra metric, a function (pred, gt, spacing) -> float given as package.module:function "
                    "or path/to/file.py:function (repeatable); its column is named after the function.")
-@click.option("--orientation", type=click.Choice(["canonical", "as-stored"]), default=None,
+@click.option("--orientation", type=click.Choice(ORIENTATIONS), default=None,
               help="Array orientation (default: canonical; he2024-vista: as-stored).")
 @click.option("--save-predictions", is_flag=True, help="Keep every round's 3D prediction (predictions/*.npz).")
 @click.option("--limit", type=int, default=None, help="Only the first N cases.")

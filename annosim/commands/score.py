@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from annosim.commands.run import csv_list, dataset_options
+from annosim.schema import ORIENTATIONS
 
 
 @click.command()
@@ -22,7 +23,7 @@ from annosim.commands.run import csv_list, dataset_options
 @click.option("--no-surface-metrics", is_flag=True, help="Skip NSD and HD95 (written as nan).")
 @click.option("--metric", "metrics", multiple=True, metavar="MODULE:FUNCTION",
               help="Extra metric (pred, gt, spacing) -> float, as in annosim run (repeatable).")
-@click.option("--orientation", type=click.Choice(["canonical", "as-stored"]), default="canonical", show_default=True)
+@click.option("--orientation", type=click.Choice(ORIENTATIONS), default="canonical", show_default=True)
 @click.pass_context
 def score(ctx: click.Context, pred_dir: str, data_spec: str, layout, data_root, split, label_names, out: str,
           model_name: str, labels: str | None, settings: str, label_map: str | None, nsd_tolerance: float,

@@ -27,11 +27,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from nibabel.orientations import io_orientation
 
+from annosim import schema
+
 if TYPE_CHECKING:  # pragma: no cover
     from annosim.data.case import Case
 
-#: Orientation names accepted by :func:`orient`.
-ORIENTATIONS = ("canonical", "as-stored")
+#: Orientation names accepted by :func:`orient` (their home is :mod:`annosim.schema`).
+ORIENTATIONS = schema.ORIENTATIONS
 
 #: World axis (0 = x, 1 = y, 2 = z in RAS+) and direction (+1 towards R/A/S, -1 towards L/P/I)
 #: that output axes (Z, Y, X) follow in the canonical orientation: S, P, L.
