@@ -11,7 +11,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -89,27 +89,62 @@ def save_unit_predictions(out: Path, key: UnitKey, predictions: list[np.ndarray]
 
 class StoreSink:
     """The driver's :class:`annosim.executors.base.Sink`: writes units and error lines into the
-    open results folder and keeps the counts and the progress bar."""
+    open results folder and keeps the counts and the progress bar.
 
-    def __init__(self, store: ResultsFolder, report: RunReport, save_predictions: bool, bar: Any) -> None:
+    Order: units are committed in manifest order (case order, then the order a case sends its
+    units) whatever the executor. Units of the first unfinished case are written as they arrive;
+    those of later cases wait in a reorder buffer (rows and prompts only: predictions go to disk
+    at once) until every earlier case is done. A driver killed meanwhile loses only the buffered
+    units, which a rerun recomputes; the committed units always form a prefix in manifest order.
+    """
+
+    def __init__(self, store: ResultsFolder, report: RunReport, save_predictions: bool, bar: Any,
+                 order: Sequence[str] = ()) -> None:
         self.store, self.report, self.save_predictions, self.bar = store, report, save_predictions, bar
         self._seen: set[ErrorRecord] = set()
+        self._order = list(order)
+        self._head = 0  # index in _order of the first case not yet done
+        self._finished: set[str] = set()
+        self._buffer: dict[str, list[UnitResult]] = {}
 
     def done_for(self, case_id: str) -> frozenset[UnitKey]:
-        return frozenset(k for k in self.store.done_units if k.case == case_id)
+        buffered = {r.key for r in self._buffer.get(case_id, [])}
+        return frozenset(k for k in self.store.done_units if k.case == case_id) | buffered
 
     def unit(self, result: UnitResult, predictions: list[np.ndarray]) -> None:
         if result.error is not None:
             self.error(result.error, quiet=True)
             return
-        if self.store.is_done(result.key):  # a retried case sent it again
+        case = result.key.case
+        if result.key in self.done_for(case):  # a retried case sent it again
             return
         if self.save_predictions:
             save_unit_predictions(self.report.out, result.key, predictions)
+        if self._head < len(self._order) and case != self._order[self._head] and case in self._order:
+            self._buffer.setdefault(case, []).append(result)
+            return
+        self._commit(result)
+
+    def _commit(self, result: UnitResult) -> None:
         self.store.write_unit(result.key, result.rows, result.prompts)
         self.report.written += 1
         self.bar.set_postfix(objects=self.report.written + self.report.skipped, errors=self.report.errors,
                              refresh=False)
+
+    def _advance(self) -> None:
+        """Commit the buffered units of every case whose predecessors are all done."""
+        while self._head < len(self._order) and self._order[self._head] in self._finished:
+            self._head += 1
+            if self._head < len(self._order):
+                for result in self._buffer.pop(self._order[self._head], []):
+                    self._commit(result)
+
+    def finish(self) -> None:
+        """Commit whatever is still buffered, in manifest order (the executor returned)."""
+        for case in self._order[self._head:]:
+            for result in self._buffer.pop(case, []):
+                self._commit(result)
+        self._head = len(self._order)
 
     def error(self, record: ErrorRecord, quiet: bool = False) -> None:
         if record in self._seen:  # a retried case reported it again
@@ -124,6 +159,8 @@ class StoreSink:
         self.bar.set_description(ref.case_id[:24])
 
     def case_done(self, ref: CaseRef) -> None:
+        self._finished.add(ref.case_id)
+        self._advance()
         self.bar.update(1)
 
     def note(self, text: str) -> None:
@@ -165,8 +202,10 @@ def run_benchmark(
             report.skipped = len(store.done_units)
             bar = tqdm(total=len(refs), unit="case", disable=progress is False if progress is not None else None,
                        dynamic_ncols=True, file=sys.stderr)
+            sink = StoreSink(store, report, spec.evaluation.save_predictions, bar, [r.case_id for r in refs])
             try:
-                executor.run(refs, StoreSink(store, report, spec.evaluation.save_predictions, bar))
+                executor.run(refs, sink)
+                sink.finish()
             except KeyboardInterrupt:
                 raise RunInterrupted(
                     f"interrupted: {report.written} units saved now, {report.written + report.skipped} in all in "
