@@ -24,6 +24,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("report", "report"),
     ("report", "compare"),
     ("score", "score"),
+    ("repair", "repair"),
 )
 
 

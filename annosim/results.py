@@ -20,6 +20,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from annosim.errors import InputError, ResultsFolderError
+from annosim.journal import data_rows, drop_notice, scan_folder, truncate_to
 from annosim.schema import (
     ERRORS_JSONL,
     IDENTITY_KEYS,
@@ -95,6 +96,10 @@ class ResultsFolder:
         self.columns = columns or ROUND_COLUMNS
         self._lock: FileLock | None = None
         self._done: dict[UnitKey, int] = {}
+        #: Journal records of the committed units.
+        self.units: dict[UnitKey, dict[str, Any]] = {}
+        #: One-line notices from opening (what a damaged tail lost).
+        self.notices: list[str] = []
 
     # -- opening ------------------------------------------------------------------------------
     def open(self, config: dict[str, Any], meta: dict[str, Any]) -> "ResultsFolder":
@@ -122,6 +127,8 @@ class ResultsFolder:
 
     def _open_locked(self, config: dict[str, Any], meta: dict[str, Any]) -> None:
         run_json = self.path / RUN_JSON
+        if not (self.path / UNITS_JSONL).exists() and data_rows(self.path):
+            scan_folder(self.path, self.columns)  # refuses, pointing to annosim repair
         if run_json.exists():
             try:
                 old = json.loads(run_json.read_text())
@@ -159,59 +166,24 @@ class ResultsFolder:
         return journal.exists() and b"\n" in journal.read_bytes()
 
     def _repair(self) -> None:
-        """Drop rows and prompts that follow the last committed unit; load the journal."""
-        units: list[dict[str, Any]] = []
-        journal = self.path / UNITS_JSONL
-        if journal.exists():
-            data = journal.read_bytes()
-            good = data[: data.rfind(b"\n") + 1]
-            for line in good.splitlines():
-                units.append(json.loads(line))
-            if len(good) != len(data):
-                self._truncate(journal, len(good))
-        n_rows = sum(u["rows"] for u in units)
-        n_prompts = sum(u["prompts"] for u in units)
+        """Cut every file back to the last intact committed unit (a one-line notice says what was
+        dropped) and load the journal; see :mod:`annosim.journal`."""
         rounds = self.path / ROUNDS_CSV
         if not rounds.exists() or rounds.stat().st_size == 0:
             buf = io.StringIO()
             csv.writer(buf, lineterminator="\n").writerow(self.columns)
             rounds.write_text(buf.getvalue())
-        else:
-            with open(rounds, newline="") as fh:
-                header = tuple(next(csv.reader(fh), []))
-            if header != self.columns:
-                raise ResultsFolderError(
-                    f"{rounds}: its columns ({', '.join(header)}) are not this run's ({', '.join(self.columns)})"
-                )
-        self._keep_lines(rounds, 1 + n_rows)
-        prompts = self.path / PROMPTS_JSONL
-        prompts.touch()
-        self._keep_lines(prompts, n_prompts)
+        ext = scan_folder(self.path, self.columns)
+        notice = drop_notice(self.path, ext)
+        if notice:
+            self.notices.append(notice)
+        truncate_to(self.path, ext.sizes)
+        (self.path / PROMPTS_JSONL).touch()
         self._done = {
             UnitKey(u["case"], int(u["label"]), u["setting"], u["protocol"]): int(u["rows"])
-            for u in units
+            for u in ext.units
         }
-
-    @staticmethod
-    def _keep_lines(path: Path, n: int) -> None:
-        data = path.read_bytes()
-        pos = 0
-        for _ in range(n):
-            nxt = data.find(b"\n", pos)
-            if nxt < 0:
-                raise ResultsFolderError(
-                    f"{path}: has fewer lines than {UNITS_JSONL} records; the folder is damaged"
-                )
-            pos = nxt + 1
-        if pos != len(data):
-            ResultsFolder._truncate(path, pos)
-
-    @staticmethod
-    def _truncate(path: Path, size: int) -> None:
-        with open(path, "r+b") as fh:
-            fh.truncate(size)
-            fh.flush()
-            os.fsync(fh.fileno())
+        self.units = {UnitKey(u["case"], int(u["label"]), u["setting"], u["protocol"]): u for u in ext.units}
 
     @staticmethod
     def _write_json(path: Path, obj: Any) -> None:
@@ -336,3 +308,23 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
                 raise InputError(path, f"line {lineno} is not a JSON object")
             out.append(obj)
     return out
+
+
+def repair(path: str | Path) -> str:
+    """``annosim repair``: rebuild the journal of the results folder ``path`` from its complete
+    units, or move the folder aside when it cannot be; returns the one line that says which.
+    Refused while another run holds the folder."""
+    from annosim.journal import repair_folder
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ResultsFolderError(f"{path}: results folder not found")
+    lock = FileLock(str(path / LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ResultsFolderError(f"{path}: results folder is in use by another annosim run") from None
+    try:
+        return repair_folder(path)
+    finally:
+        lock.release()

@@ -2,6 +2,10 @@
 
 Each test reproduces one failure seen before the fix and names the rule it checks:
 
+- journal: a deleted journal is refused (and ``annosim repair`` rebuilds it); a newline in a
+  case id or label name counts CSV records, not lines; a garbled last line of each file drops the
+  last unit with a one-line notice; damage further back is refused; control characters in case
+  ids and label names are refused when the dataset is opened.
 - order: two ``--workers 2`` runs, with the first case made slow so that later cases finish
   first, write byte-identical rounds.csv (timing columns aside) and prompts.jsonl, equal to a
   sequential run's (the reorder buffer of :class:`annosim.engine.driver.StoreSink`).
@@ -13,6 +17,8 @@ kidney_right, aorta; STS_002; STS_019), the ``fg-only`` setting and the plugin m
 
 from __future__ import annotations
 
+import csv
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -20,8 +26,11 @@ import numpy as np
 import pytest
 
 from annosim.cli import main
+from annosim.data.layouts import open_dataset
 from annosim.engine.driver import RunReport, StoreSink
-from annosim.schema import UnitKey, UnitResult
+from annosim.errors import InputError, ResultsFolderError
+from annosim.results import ROUND_COLUMNS, ResultsFolder, read_jsonl, repair
+from annosim.schema import UnitKey, UnitResult, prompt_record
 from results_helpers import manifest_run_args, rows_without_timing
 
 TESTS = Path(__file__).resolve().parent
@@ -134,3 +143,122 @@ def test_order_two_worker_runs_are_byte_identical_to_a_sequential_one(manifest, 
         assert rows_without_timing(out) == rows_without_timing(sequential)
         assert (out / "prompts.jsonl").read_bytes() == (sequential / "prompts.jsonl").read_bytes()
     assert [r[0] for r in rows_without_timing(outs[0])][:1] == ["abdomen"]
+
+
+# -- journal-first integrity -----------------------------------------------------------------
+CONFIG = {"protocols": ["p"]}
+
+
+def _rows(case: str, label: int, n: int, name: str = "liver") -> list[dict]:
+    base = {c: 0 for c in ROUND_COLUMNS}
+    return [{**base, "case": case, "label": label, "label_name": name, "setting": "full", "protocol": "he2024",
+             "round": r + 1, "dice": 0.5 + r / 10, "model_seconds": 0.25} for r in range(n)]
+
+
+def _prompts(case: str, label: int, n: int) -> list[dict]:
+    key = UnitKey(case, label, "full", "he2024")
+    return [prompt_record(key, r + 1, {"kind": "point", "z": 3, "y": 4, "x": 5, "positive": True}) for r in range(n)]
+
+
+def _folder(path: Path, units: list[tuple[str, int, int]], name: str = "liver") -> Path:
+    """A hand-built folder: units (case, label, rounds), each with one prompt a round."""
+    with ResultsFolder(path).open(CONFIG, {"started": "t0"}) as store:
+        for case, label, n in units:
+            store.write_unit(UnitKey(case, label, "full", "he2024"), _rows(case, label, n, name),
+                             _prompts(case, label, n))
+    return path
+
+
+def _reopen(path: Path) -> tuple[set[UnitKey], list[str]]:
+    with ResultsFolder(path).open(CONFIG, {"started": "t1"}) as store:
+        return store.done_units, list(store.notices)
+
+
+def _keys(*units: tuple[str, int]) -> set[UnitKey]:
+    return {UnitKey(c, l, "full", "he2024") for c, l in units}
+
+
+def _records(path: Path) -> int:
+    with open(path / "rounds.csv", newline="") as fh:
+        return sum(1 for _ in csv.reader(fh)) - 1
+
+
+def test_journal_deleted_is_refused_with_the_repair_command(tmp_path, capsys):
+    out = _folder(tmp_path / "run", [("a", 1, 2), ("b", 1, 3)])
+    before = (out / "rounds.csv").read_bytes()
+    (out / "units.jsonl").unlink()
+    with pytest.raises(ResultsFolderError, match=r"units.jsonl is missing but the data files hold 10 records; "
+                                                 r".*annosim repair"):
+        _reopen(out)
+    assert (out / "rounds.csv").read_bytes() == before  # nothing cut away
+    assert main(["repair", str(out)]) == 0
+    assert "journal rebuilt with 1 complete units (2 rows, 2 prompts)" in capsys.readouterr().out
+    assert _reopen(out)[0] == _keys(("a", 1))  # the last unit cannot be proven complete: recomputed
+
+
+def test_journal_repair_keeps_the_last_unit_the_old_journal_confirms(tmp_path):
+    out = _folder(tmp_path / "run", [("a", 1, 2), ("b", 1, 3)])
+    with open(out / "units.jsonl", "a") as fh:
+        fh.write('{"case": "c", "lab')
+    assert "2 complete units (5 rows, 5 prompts)" in repair(out)
+    assert _reopen(out) == (_keys(("a", 1), ("b", 1)), [])
+
+
+def test_journal_unrepairable_folder_is_moved_aside(tmp_path):
+    out = _folder(tmp_path / "run", [("a", 1, 2), ("b", 1, 1)])
+    header, a1, *rest = (out / "rounds.csv").read_bytes().splitlines(keepends=True)
+    with open(out / "rounds.csv", "ab") as fh:
+        fh.write(a1)  # a's rows split in two: not one unit
+    (out / "units.jsonl").unlink()
+    line = repair(out)
+    aside = next(tmp_path.glob("run.damaged-*"))
+    assert f"moved the folder to {aside}" in line and not out.exists()
+
+
+def test_journal_newline_in_a_case_id_counts_csv_records_not_lines(tmp_path):
+    out = _folder(tmp_path / "run", [("a\nb", 1, 2), ("c", 1, 3)], name="left\nkidney")
+    assert _records(out) == 5
+    assert _reopen(out) == (_keys(("a\nb", 1), ("c", 1)), [])
+    assert _records(out) == 5
+
+
+@pytest.mark.parametrize("name", ["rounds.csv", "prompts.jsonl", "units.jsonl"])
+def test_journal_garbled_last_line_drops_the_last_unit_with_a_notice(tmp_path, name):
+    out = _folder(tmp_path / "run", [("a", 1, 2), ("b", 1, 3)])
+    data = (out / name).read_bytes()
+    cut = data[:-1].rfind(b"\n") + 1
+    (out / name).write_bytes(data[:cut] + b'b,1,li"ver,\x00 garbled\n')
+    done, notices = _reopen(out)
+    assert done == _keys(("a", 1))
+    assert len(notices) == 1 and "dropped what followed the last intact committed unit" in notices[0]
+    assert _records(out) == 2 and len(read_jsonl(out / "prompts.jsonl")) == 2
+    assert len(read_jsonl(out / "units.jsonl")) == 1
+
+
+def test_journal_damage_before_the_last_unit_is_refused(tmp_path):
+    out = _folder(tmp_path / "run", [("a", 1, 2), ("b", 1, 3), ("c", 1, 1)])
+    lines = (out / "units.jsonl").read_bytes().splitlines(keepends=True)
+    (out / "units.jsonl").write_bytes(lines[0] + b"garbage\n" + lines[2])
+    with pytest.raises(ResultsFolderError, match=r"units.jsonl: line 2 is not a unit record; run `annosim repair"):
+        _reopen(out)
+
+
+def test_journal_garbled_tail_of_the_journal_is_not_a_traceback(sequential, tmp_path, manifest, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(sequential, out)
+    with open(out / "units.jsonl", "ab") as fh:
+        fh.write(b"\xff\xfe not json\n")
+    assert main(manifest_run_args(manifest, out)) == 0
+    err = capsys.readouterr().err
+    assert "dropped what followed the last intact committed unit (" in err and "Traceback" not in err
+    assert rows_without_timing(out) == rows_without_timing(sequential)
+
+
+@pytest.mark.parametrize("where", ["case", "label"])
+def test_journal_control_characters_in_names_are_refused_at_open(tmp_path, where):
+    img = tmp_path / "a.nii.gz"
+    (tmp_path / "m.csv").write_text('image,label,case\n' + (f'{img},{img},"x\ny"\n' if where == "case" else
+                                                              f"{img},{img},ok\n"))
+    names = '{"1": "left\\tkidney"}' if where == "label" else None
+    with pytest.raises(InputError, match="holds the control character"):
+        open_dataset(str(tmp_path / "m.csv"), data_root=tmp_path, label_names=names)

@@ -200,6 +200,8 @@ def run_benchmark(
         columns = round_columns(run.metrics.columns)
         with ResultsFolder(spec.out, columns).open(identity, meta) as store:
             report.skipped = len(store.done_units)
+            for notice in store.notices:
+                print(f"annosim: {notice}", file=sys.stderr)
             bar = tqdm(total=len(refs), unit="case", disable=progress is False if progress is not None else None,
                        dynamic_ncols=True, file=sys.stderr)
             sink = StoreSink(store, report, spec.evaluation.save_predictions, bar, [r.case_id for r in refs])
