@@ -300,3 +300,32 @@ def repair_folder(folder: Path) -> str:
     n_rows, n_prompts = sum(u["rows"] for u in units), sum(u["prompts"] for u in units)
     return (f"{folder}: journal rebuilt with {len(units)} complete units ({n_rows} rows, {n_prompts} prompts); "
             "rerun the same command to resume")
+
+
+def committed_prefix(folder: Path, name: str) -> bytes:
+    """The committed part of ``folder/name`` (rounds.csv with its header, or prompts.jsonl) as
+    the journal has it, read only; the whole file when the folder has no journal."""
+    folder = Path(folder)
+    data = _read(folder / name)
+    if name not in (ROUNDS_CSV, PROMPTS_JSONL) or not (folder / UNITS_JSONL).exists():
+        return data
+    count = "rows" if name == ROUNDS_CSV else "prompts"
+    n = 0
+    for obj, _ in jsonl_records(_read(folder / UNITS_JSONL)):
+        if obj is None or not _valid_unit(obj):
+            break
+        n += obj[count]
+    if name == ROUNDS_CSV:
+        n += 1  # the header
+        end = 0
+        for i, (rec, stop) in enumerate(csv_records(data)):
+            if i >= n or rec is None:
+                break
+            end = stop
+        return data[:end]
+    end = 0
+    for i, (obj, stop) in enumerate(jsonl_records(data)):
+        if i >= n or obj is None:
+            break
+        end = stop
+    return data[:end]

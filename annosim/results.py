@@ -10,16 +10,18 @@ last complete unit ended and never duplicates one. A file lock refuses a second 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from filelock import FileLock, Timeout
 
-from annosim.errors import InputError, ResultsFolderError
+from annosim.errors import InputError, ResultsFolderError, WriteFailed
 from annosim.journal import data_rows, drop_notice, scan_folder, truncate_to
 from annosim.schema import (
     ERRORS_JSONL,
@@ -51,6 +53,23 @@ def format_value(value: Any) -> str:
     if hasattr(value, "item"):  # numpy scalar
         return format_value(value.item())
     return str(value)
+
+
+def write_failure(path: str | Path, exc: OSError) -> WriteFailed:
+    """The one-line stop for a failed write of ``path`` (no space, read-only, permission...)."""
+    why = exc.strerror or str(exc)
+    fix = ("free space and rerun the same command to resume" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+           else "make the folder writable and rerun the same command to resume")
+    return WriteFailed(f"{path}: cannot write ({why}); nothing committed was lost; {fix}")
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into :func:`write_failure`'s one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise write_failure(path, exc) from exc
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -109,17 +128,19 @@ class ResultsFolder:
         """
         if self.path.exists() and not self.path.is_dir():
             raise ResultsFolderError(f"{self.path}: exists and is not a folder")
-        self.path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.path / LOCK))
         try:
-            lock.acquire(timeout=0)
+            with writing(self.path):
+                self.path.mkdir(parents=True, exist_ok=True)
+                lock.acquire(timeout=0)
         except Timeout:
             raise ResultsFolderError(
                 f"{self.path}: results folder is in use by another annosim run"
             ) from None
         self._lock = lock
         try:
-            self._open_locked(_jsonable(config), _jsonable(meta))
+            with writing(self.path):
+                self._open_locked(_jsonable(config), _jsonable(meta))
         except BaseException:
             self.close()
             raise
@@ -187,9 +208,15 @@ class ResultsFolder:
 
     @staticmethod
     def _write_json(path: Path, obj: Any) -> None:
+        """Replace ``path`` atomically; no temporary file is left behind when writing fails."""
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise write_failure(path, exc) from exc
 
     # -- state ----------------------------------------------------------------------------------
     def is_done(self, key: UnitKey) -> bool:
@@ -234,15 +261,16 @@ class ResultsFolder:
         if not text:
             return
         data = text.encode("utf-8")
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with writing(path):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     # -- closing ----------------------------------------------------------------------------------
     def close(self) -> None:

@@ -6,6 +6,9 @@ Each test reproduces one failure seen before the fix and names the rule it check
   case id or label name counts CSV records, not lines; a garbled last line of each file drops the
   last unit with a one-line notice; damage further back is refused; control characters in case
   ids and label names are refused when the dataset is opened.
+- write failures: a disk full in the middle of a unit (the writer patched to raise ENOSPC) and a
+  read-only run.json stop with one line, exit 2, no temporary file; a rerun resumes exactly;
+  ``report`` reads only committed units.
 - order: two ``--workers 2`` runs, with the first case made slow so that later cases finish
   first, write byte-identical rounds.csv (timing columns aside) and prompts.jsonl, equal to a
   sequential run's (the reorder buffer of :class:`annosim.engine.driver.StoreSink`).
@@ -18,6 +21,7 @@ kidney_right, aorta; STS_002; STS_019), the ``fg-only`` setting and the plugin m
 from __future__ import annotations
 
 import csv
+import errno
 import shutil
 from pathlib import Path
 
@@ -28,8 +32,9 @@ import pytest
 from annosim.cli import main
 from annosim.data.layouts import open_dataset
 from annosim.engine.driver import RunReport, StoreSink
-from annosim.errors import InputError, ResultsFolderError
-from annosim.results import ROUND_COLUMNS, ResultsFolder, read_jsonl, repair
+from annosim.errors import InputError, ResultsFolderError, WriteFailed
+from annosim.report.results_io import read_run
+from annosim.results import ROUND_COLUMNS, ResultsFolder, read_jsonl, repair, writing
 from annosim.schema import UnitKey, UnitResult, prompt_record
 from results_helpers import manifest_run_args, rows_without_timing
 
@@ -262,3 +267,52 @@ def test_journal_control_characters_in_names_are_refused_at_open(tmp_path, where
     names = '{"1": "left\\tkidney"}' if where == "label" else None
     with pytest.raises(InputError, match="holds the control character"):
         open_dataset(str(tmp_path / "m.csv"), data_root=tmp_path, label_names=names)
+
+
+# -- write failures ----------------------------------------------------------------------------
+def test_write_failure_no_space_is_one_line_exit_2_and_a_rerun_resumes(manifest, sequential, tmp_path,
+                                                                       monkeypatch, capsys):
+    out = tmp_path / "run"
+    real = ResultsFolder._append
+    calls = []
+
+    def failing(path, text):
+        calls.append(path.name)
+        if len(calls) < 5:
+            return real(path, text)
+        with writing(path):  # half the text lands, then the disk is full
+            with open(path, "a") as fh:
+                fh.write(text[: len(text) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ResultsFolder, "_append", staticmethod(failing))
+    assert main(manifest_run_args(manifest, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith("cannot write (No space left on device); nothing committed was lost; "
+                            "free space and rerun the same command to resume")
+    assert not any("Traceback" in line for line in err)
+    assert not list(out.glob("*.tmp"))
+    monkeypatch.setattr(ResultsFolder, "_append", staticmethod(real))
+    assert main(manifest_run_args(manifest, out)) == 0
+    assert rows_without_timing(out) == rows_without_timing(sequential)
+    assert (out / "prompts.jsonl").read_bytes() == (sequential / "prompts.jsonl").read_bytes()
+
+
+def test_write_failure_of_run_json_leaves_no_temporary_file(tmp_path, monkeypatch):
+    def replace(src, dst):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr("annosim.results.os.replace", replace)
+    with pytest.raises(WriteFailed, match=r"run.json: cannot write \(Read-only file system\); nothing committed "
+                                          r"was lost; make the folder writable and rerun"):
+        ResultsFolder(tmp_path / "run").open(CONFIG, {"started": "t0"})
+    monkeypatch.undo()
+    assert not (tmp_path / "run" / "run.json.tmp").exists()
+
+
+def test_write_failure_report_reads_only_committed_units(tmp_path):
+    out = _folder(tmp_path / "run", [("a", 1, 2), ("b", 1, 3)])
+    with open(out / "rounds.csv", "a") as fh:  # a unit being written: rows but no journal line yet
+        fh.write("c,1,liver,full,he2024,1,0,0,0.5,0,0,0,0,0.25\n")
+    rounds = read_run(out).rounds
+    assert sorted(set(rounds["case"])) == ["a", "b"] and len(rounds) == 5

@@ -7,6 +7,7 @@ the executor, and writes every unit the workers send as soon as it arrives; fail
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from annosim.config import ResolvedRun, RunSpec, orientation_of, validate
 from annosim.data.layouts import CaseRef, open_dataset
 from annosim.errors import ConfigError, RunInterrupted
 from annosim.models.registry import model_identity
-from annosim.results import ResultsFolder, provenance
+from annosim.results import ResultsFolder, provenance, write_failure
 from annosim.schema import ErrorRecord, UnitKey, UnitResult, prediction_path, round_columns
 
 
@@ -81,10 +82,15 @@ def check_out_dir(out: Path) -> None:
 def save_unit_predictions(out: Path, key: UnitKey, predictions: list[np.ndarray]) -> None:
     """Write one unit's kept predictions (``round_K`` bool (Z, Y, X)) atomically."""
     path = prediction_path(out, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **{f"round_{i + 1}": p for i, p in enumerate(predictions)})
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(tmp, **{f"round_{i + 1}": p for i, p in enumerate(predictions)})
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise write_failure(path, exc) from exc
 
 
 class StoreSink:
