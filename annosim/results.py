@@ -68,6 +68,8 @@ def writing(path: str | Path) -> Iterator[None]:
     """Turn an OSError raised while writing ``path`` into :func:`write_failure`'s one line."""
     try:
         yield
+    except Timeout:  # another run holds the lock (filelock's Timeout is an OSError)
+        raise
     except OSError as exc:
         raise write_failure(path, exc) from exc
 
@@ -228,8 +230,10 @@ class ResultsFolder:
         return set(self._done)
 
     # -- writing --------------------------------------------------------------------------------
-    def write_unit(self, key: UnitKey, rows: list[dict[str, Any]], prompts: list[dict[str, Any]]) -> None:
-        """Append one unit's prompts and rows, then commit it in the journal."""
+    def write_unit(self, key: UnitKey, rows: list[dict[str, Any]], prompts: list[dict[str, Any]],
+                   extra: dict[str, Any] | None = None) -> None:
+        """Append one unit's prompts and rows, then commit it in the journal (its record gets
+        ``extra``: the predictions file, the input fingerprints)."""
         if self._lock is None:
             raise RuntimeError("results folder is not open")
         if key in self._done:
@@ -248,9 +252,11 @@ class ResultsFolder:
             "protocol": key.protocol,
             "rows": len(rows),
             "prompts": len(prompts),
+            **(extra or {}),
         }
         self._append(self.path / UNITS_JSONL, json.dumps(record) + "\n")
         self._done[key] = len(rows)
+        self.units[key] = record
 
     def write_error(self, record: ErrorRecord) -> None:
         """Append one line to errors.jsonl."""

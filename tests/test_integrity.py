@@ -9,6 +9,8 @@ Each test reproduces one failure seen before the fix and names the rule it check
 - write failures: a disk full in the middle of a unit (the writer patched to raise ENOSPC) and a
   read-only run.json stop with one line, exit 2, no temporary file; a rerun resumes exactly;
   ``report`` reads only committed units.
+- paths: case ids ``../../../x`` and ``/abs/...`` with ``--save-predictions`` write only under
+  ``--out``, under stable safe names recorded in the journal; a link pointing out is refused.
 - order: two ``--workers 2`` runs, with the first case made slow so that later cases finish
   first, write byte-identical rounds.csv (timing columns aside) and prompts.jsonl, equal to a
   sequential run's (the reorder buffer of :class:`annosim.engine.driver.StoreSink`).
@@ -33,9 +35,9 @@ from annosim.cli import main
 from annosim.data.layouts import open_dataset
 from annosim.engine.driver import RunReport, StoreSink
 from annosim.errors import InputError, ResultsFolderError, WriteFailed
-from annosim.report.results_io import read_run
+from annosim.report.results_io import load_predictions, read_run
 from annosim.results import ROUND_COLUMNS, ResultsFolder, read_jsonl, repair, writing
-from annosim.schema import UnitKey, UnitResult, prompt_record
+from annosim.schema import UnitKey, UnitResult, prediction_path, prompt_record, safe_component
 from results_helpers import manifest_run_args, rows_without_timing
 
 TESTS = Path(__file__).resolve().parent
@@ -106,7 +108,7 @@ class _Store:
     def is_done(self, key: UnitKey) -> bool:
         return key in self.written
 
-    def write_unit(self, key, rows, prompts) -> None:
+    def write_unit(self, key, rows, prompts, extra=None) -> None:
         self.written.append(key)
 
 
@@ -316,3 +318,32 @@ def test_write_failure_report_reads_only_committed_units(tmp_path):
         fh.write("c,1,liver,full,he2024,1,0,0,0.5,0,0,0,0,0.25\n")
     rounds = read_run(out).rounds
     assert sorted(set(rounds["case"])) == ["a", "b"] and len(rounds) == 5
+
+
+# -- paths -------------------------------------------------------------------------------------
+def test_paths_hostile_case_ids_stay_under_out(shared_data, tmp_path):
+    escape = tmp_path / "escaped"
+    lines = ["image,label,case"]
+    for c, case_id in (("STS_002", "../../../../escaped/x"), ("STS_019", str(escape / "abs"))):
+        d = shared_data / "ibsi-sts" / c
+        lines.append(f"{d / 'CT_image.nii.gz'},{d / 'CT_mask.nii.gz'},{case_id}")
+    (tmp_path / "cases.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "a" / "b" / "run"
+    assert main(manifest_run_args(tmp_path / "cases.csv", out, "--save-predictions")) == 0
+    assert not escape.exists()
+    units = read_jsonl(out / "units.jsonl")
+    assert [u["predictions"] for u in units] == [
+        f"predictions/{safe_component('../../../../escaped/x')}/he2024__1__fg-only.npz",
+        f"predictions/{safe_component(str(escape / 'abs'))}/he2024__1__fg-only.npz"]
+    assert units[0]["predictions"].startswith("predictions/escaped_x-")
+    assert all((out / u["predictions"]).is_file() for u in units)
+    assert sorted(p.relative_to(tmp_path).parts[0] for p in tmp_path.rglob("*.npz")) == ["a", "a"]
+    assert load_predictions(out, "../../../../escaped/x", 1, "fg-only", "he2024").keys()  # found where it was written
+
+
+def test_paths_a_link_pointing_out_of_the_folder_is_refused(tmp_path):
+    (tmp_path / "run" / "predictions").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "run" / "predictions" / "c").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="resolves outside the results folder"):
+        prediction_path(tmp_path / "run", UnitKey("c", 1, "full", "he2024"))

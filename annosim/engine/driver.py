@@ -18,7 +18,7 @@ import numpy as np
 
 from annosim.config import ResolvedRun, RunSpec, orientation_of, validate
 from annosim.data.layouts import CaseRef, open_dataset
-from annosim.errors import ConfigError, RunInterrupted
+from annosim.errors import ConfigError, ResultsFolderError, RunInterrupted
 from annosim.models.registry import model_identity
 from annosim.results import ResultsFolder, provenance, write_failure
 from annosim.schema import ErrorRecord, UnitKey, UnitResult, prediction_path, round_columns
@@ -79,9 +79,14 @@ def check_out_dir(out: Path) -> None:
         raise ConfigError(f"--out {out}: cannot create a folder in {probe_in} ({exc.strerror or exc})") from None
 
 
-def save_unit_predictions(out: Path, key: UnitKey, predictions: list[np.ndarray]) -> None:
-    """Write one unit's kept predictions (``round_K`` bool (Z, Y, X)) atomically."""
-    path = prediction_path(out, key)
+def save_unit_predictions(out: Path, key: UnitKey, predictions: list[np.ndarray]) -> str:
+    """Write one unit's kept predictions (``round_K`` bool (Z, Y, X)) atomically; returns the
+    file's path relative to ``out`` (recorded in the journal). ResultsFolderError when the path
+    would resolve outside ``out`` (a symbolic link inside it pointing away)."""
+    try:
+        path = prediction_path(out, key)
+    except ValueError as exc:
+        raise ResultsFolderError(str(exc)) from None
     tmp = path.with_name(path.name + ".tmp.npz")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +96,7 @@ def save_unit_predictions(out: Path, key: UnitKey, predictions: list[np.ndarray]
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         raise write_failure(path, exc) from exc
+    return path.relative_to(out).as_posix()
 
 
 class StoreSink:
@@ -111,10 +117,10 @@ class StoreSink:
         self._order = list(order)
         self._head = 0  # index in _order of the first case not yet done
         self._finished: set[str] = set()
-        self._buffer: dict[str, list[UnitResult]] = {}
+        self._buffer: dict[str, list[tuple[UnitResult, dict[str, Any]]]] = {}
 
     def done_for(self, case_id: str) -> frozenset[UnitKey]:
-        buffered = {r.key for r in self._buffer.get(case_id, [])}
+        buffered = {r.key for r, _ in self._buffer.get(case_id, [])}
         return frozenset(k for k in self.store.done_units if k.case == case_id) | buffered
 
     def unit(self, result: UnitResult, predictions: list[np.ndarray]) -> None:
@@ -124,15 +130,16 @@ class StoreSink:
         case = result.key.case
         if result.key in self.done_for(case):  # a retried case sent it again
             return
+        extra: dict[str, Any] = {}
         if self.save_predictions:
-            save_unit_predictions(self.report.out, result.key, predictions)
+            extra["predictions"] = save_unit_predictions(self.report.out, result.key, predictions)
         if self._head < len(self._order) and case != self._order[self._head] and case in self._order:
-            self._buffer.setdefault(case, []).append(result)
+            self._buffer.setdefault(case, []).append((result, extra))
             return
-        self._commit(result)
+        self._commit(result, extra)
 
-    def _commit(self, result: UnitResult) -> None:
-        self.store.write_unit(result.key, result.rows, result.prompts)
+    def _commit(self, result: UnitResult, extra: dict[str, Any]) -> None:
+        self.store.write_unit(result.key, result.rows, result.prompts, extra)
         self.report.written += 1
         self.bar.set_postfix(objects=self.report.written + self.report.skipped, errors=self.report.errors,
                              refresh=False)
@@ -142,14 +149,14 @@ class StoreSink:
         while self._head < len(self._order) and self._order[self._head] in self._finished:
             self._head += 1
             if self._head < len(self._order):
-                for result in self._buffer.pop(self._order[self._head], []):
-                    self._commit(result)
+                for result, extra in self._buffer.pop(self._order[self._head], []):
+                    self._commit(result, extra)
 
     def finish(self) -> None:
         """Commit whatever is still buffered, in manifest order (the executor returned)."""
         for case in self._order[self._head:]:
-            for result in self._buffer.pop(case, []):
-                self._commit(result)
+            for result, extra in self._buffer.pop(case, []):
+                self._commit(result, extra)
         self._head = len(self._order)
 
     def error(self, record: ErrorRecord, quiet: bool = False) -> None:

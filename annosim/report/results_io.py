@@ -267,7 +267,10 @@ def prediction_path(run_dir: Path, case: str, label: int, setting: str, protocol
 
 def load_predictions(run_dir: Path, case: str, label: int, setting: str, protocol: str) -> dict[int, np.ndarray]:
     """Saved predictions of one object, ``{round: bool (Z, Y, X)}``; empty when not saved."""
-    p = prediction_path(run_dir, case, label, setting, protocol)
+    try:
+        p = prediction_path(run_dir, case, label, setting, protocol)
+    except ValueError as exc:  # a link inside the folder pointing out of it
+        raise InputError(None, str(exc)) from None
     if not p.exists():
         return {}
     out: dict[int, np.ndarray] = {}
