@@ -39,6 +39,8 @@ class Extent:
     units: list[dict[str, Any]] = field(default_factory=list)
     sizes: dict[str, int] = field(default_factory=dict)
     dropped: list[str] = field(default_factory=list)
+    #: Per file, where each unit's part starts (a list one longer than ``units``: the last is the end).
+    bounds: dict[str, list[int]] = field(default_factory=dict)
 
 
 # -- records with byte offsets -------------------------------------------------------------------
@@ -181,6 +183,9 @@ def scan_folder(folder: Path, columns: tuple[str, ...]) -> Extent:
         p_ends.append(p_pos)
     ext.units = units
     ext.sizes = {UNITS_JSONL: ends[-1] if ends else 0, ROUNDS_CSV: r_pos, PROMPTS_JSONL: p_pos}
+    n = len(units)
+    ext.bounds = {UNITS_JSONL: [0, *ends[:n]], ROUNDS_CSV: [header_end, *r_ends[:n]],
+                  PROMPTS_JSONL: [0, *p_ends[:n]]}
     for name, data in ((UNITS_JSONL, journal), (ROUNDS_CSV, rounds), (PROMPTS_JSONL, prompts)):
         extra = len(data) - ext.sizes[name]
         if extra > 0:
@@ -329,3 +334,24 @@ def committed_prefix(folder: Path, name: str) -> bytes:
             break
         end = stop
     return data[:end]
+
+
+def without_cases(folder: Path, ext: Extent, cases: set[str]) -> None:
+    """Rewrite the three files of ``folder`` (committed as ``ext`` says) without the units of
+    ``cases``: each file is written to a temporary file and moved over the old one, the journal
+    last. ``cases`` empty: nothing is written."""
+    keep = [i for i, u in enumerate(ext.units) if str(u["case"]) not in cases]
+    if len(keep) == len(ext.units):
+        return
+    for name in (ROUNDS_CSV, PROMPTS_JSONL, UNITS_JSONL):
+        data, b = _read(folder / name), ext.bounds[name]
+        parts = [data[: b[0]]] + [data[b[i]: b[i + 1]] for i in keep]
+        tmp = folder / (name + ".tmp")
+        try:
+            tmp.write_bytes(b"".join(parts))
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, folder / name)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise

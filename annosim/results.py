@@ -220,6 +220,16 @@ class ResultsFolder:
                 tmp.unlink(missing_ok=True)
             raise write_failure(path, exc) from exc
 
+    def drop_cases(self, cases: set[str]) -> None:
+        """Remove every committed unit of ``cases`` (their input files changed) so that they are
+        recomputed; the files are rewritten without them, the journal last."""
+        from annosim.journal import without_cases
+
+        with writing(self.path):
+            without_cases(self.path, scan_folder(self.path, self.columns), cases)
+        self._done = {k: v for k, v in self._done.items() if k.case not in cases}
+        self.units = {k: v for k, v in self.units.items() if k.case not in cases}
+
     # -- state ----------------------------------------------------------------------------------
     def is_done(self, key: UnitKey) -> bool:
         """Whether ``key`` was committed by this or an earlier run."""

@@ -11,6 +11,9 @@ Each test reproduces one failure seen before the fix and names the rule it check
   ``report`` reads only committed units.
 - paths: case ids ``../../../x`` and ``/abs/...`` with ``--save-predictions`` write only under
   ``--out``, under stable safe names recorded in the journal; a link pointing out is refused.
+- fingerprints: a label file replaced between a ``--limit 1`` run and the full rerun is refused,
+  naming the file; ``--allow-changed-data`` recomputes that case (rows equal a fresh run on the
+  new data); ``--verify-data`` compares content, so a touched but equal file is accepted.
 - order: two ``--workers 2`` runs, with the first case made slow so that later cases finish
   first, write byte-identical rounds.csv (timing columns aside) and prompts.jsonl, equal to a
   sequential run's (the reorder buffer of :class:`annosim.engine.driver.StoreSink`).
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -347,3 +351,52 @@ def test_paths_a_link_pointing_out_of_the_folder_is_refused(tmp_path):
     (tmp_path / "run" / "predictions" / "c").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ValueError, match="resolves outside the results folder"):
         prediction_path(tmp_path / "run", UnitKey("c", 1, "full", "he2024"))
+
+
+# -- fingerprints ------------------------------------------------------------------------------
+@pytest.fixture()
+def own_copy(shared_data, tmp_path) -> Path:
+    """STS_002 and STS_019 copied into tmp (so a test may change them) and their manifest."""
+    lines = ["image,label,case"]
+    for c in ("STS_002", "STS_019"):
+        shutil.copytree(shared_data / "ibsi-sts" / c, tmp_path / c)
+        lines.append(f"{tmp_path / c / 'CT_image.nii.gz'},{tmp_path / c / 'CT_mask.nii.gz'},{c}")
+    (tmp_path / "cases.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "cases.csv"
+
+
+def _shrink_label(path: Path) -> None:
+    img = nib.load(path)
+    data = np.asarray(img.dataobj).copy()
+    z = np.nonzero(data.any(axis=(0, 1)))[0]
+    data[..., z[: len(z) // 2]] = 0  # half of the tumour's slices erased
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), path)
+
+
+def test_fingerprints_changed_label_file_is_refused_then_recomputed(own_copy, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(manifest_run_args(own_copy, out, "--limit", "1")) == 0
+    assert [u["inputs"][1]["path"] for u in read_jsonl(out / "units.jsonl")] == [str(tmp_path / "STS_002" / "CT_mask.nii.gz")]
+    _shrink_label(tmp_path / "STS_002" / "CT_mask.nii.gz")
+    capsys.readouterr()
+    assert main(manifest_run_args(own_copy, out)) == 2
+    err = capsys.readouterr().err
+    assert f"input files changed since their units were written ({tmp_path / 'STS_002' / 'CT_mask.nii.gz'}: size " in err
+    assert "--allow-changed-data" in err and len(err.strip().splitlines()) == 1
+    assert main(manifest_run_args(own_copy, out, "--allow-changed-data")) == 0
+    assert "1 case(s) with changed inputs are recomputed" in capsys.readouterr().err
+    fresh = tmp_path / "fresh"
+    assert main(manifest_run_args(own_copy, fresh)) == 0
+    assert rows_without_timing(out) == rows_without_timing(fresh)
+    assert (out / "prompts.jsonl").read_bytes() == (fresh / "prompts.jsonl").read_bytes()
+
+
+def test_fingerprints_verify_data_accepts_a_touched_but_equal_file(own_copy, tmp_path):
+    out = tmp_path / "run"
+    assert main(manifest_run_args(own_copy, out, "--limit", "1", "--verify-data")) == 0
+    assert len(read_jsonl(out / "units.jsonl")[0]["inputs"][0]["sha256"]) == 64
+    os.utime(tmp_path / "STS_002" / "CT_mask.nii.gz", ns=(1, 1))
+    assert main(manifest_run_args(own_copy, out, "--verify-data")) == 0
+    assert main(manifest_run_args(own_copy, tmp_path / "run2", "--limit", "1")) == 0
+    os.utime(tmp_path / "STS_002" / "CT_mask.nii.gz", ns=(2, 2))
+    assert main(manifest_run_args(own_copy, tmp_path / "run2")) == 2  # without content: the mtime decides

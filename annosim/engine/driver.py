@@ -18,6 +18,7 @@ import numpy as np
 
 from annosim.config import ResolvedRun, RunSpec, orientation_of, validate
 from annosim.data.layouts import CaseRef, open_dataset
+from annosim.files import fingerprint_changes, input_fingerprint
 from annosim.errors import ConfigError, ResultsFolderError, RunInterrupted
 from annosim.models.registry import model_identity
 from annosim.results import ResultsFolder, provenance, write_failure
@@ -111,8 +112,12 @@ class StoreSink:
     """
 
     def __init__(self, store: ResultsFolder, report: RunReport, save_predictions: bool, bar: Any,
-                 order: Sequence[str] = ()) -> None:
+                 order: Sequence[str] = (), inputs: dict[str, list[dict[str, Any]]] | None = None,
+                 verify_data: bool = False) -> None:
         self.store, self.report, self.save_predictions, self.bar = store, report, save_predictions, bar
+        #: Fingerprints of each case's input files (taken when the case starts), recorded per unit.
+        self.inputs = dict(inputs or {})
+        self.verify_data = verify_data
         self._seen: set[ErrorRecord] = set()
         self._order = list(order)
         self._head = 0  # index in _order of the first case not yet done
@@ -131,6 +136,8 @@ class StoreSink:
         if result.key in self.done_for(case):  # a retried case sent it again
             return
         extra: dict[str, Any] = {}
+        if case in self.inputs:
+            extra["inputs"] = self.inputs[case]
         if self.save_predictions:
             extra["predictions"] = save_unit_predictions(self.report.out, result.key, predictions)
         if self._head < len(self._order) and case != self._order[self._head] and case in self._order:
@@ -169,6 +176,8 @@ class StoreSink:
             self.bar.write(f"annosim: {record.case}: {record.error}", file=sys.stderr)
 
     def case_started(self, ref: CaseRef) -> None:
+        if ref.case_id not in self.inputs:
+            self.inputs[ref.case_id] = input_fingerprint([ref.image, *ref.labels], self.verify_data)
         self.bar.set_description(ref.case_id[:24])
 
     def case_done(self, ref: CaseRef) -> None:
@@ -178,6 +187,43 @@ class StoreSink:
 
     def note(self, text: str) -> None:
         self.bar.write(f"annosim: {text}", file=sys.stderr)
+
+
+def changed_cases(store: ResultsFolder, refs: Sequence[CaseRef], content: bool,
+                  ) -> tuple[dict[str, list[str]], dict[str, list[dict[str, Any]]]]:
+    """Cases with committed units whose input files differ from what their units recorded
+    (case id -> one phrase per changed file), and the fingerprints taken now (case id -> list)."""
+    recorded: dict[str, list[dict[str, Any]]] = {}
+    for key, unit in store.units.items():
+        if isinstance(unit.get("inputs"), list):
+            recorded.setdefault(key.case, unit["inputs"])
+    changed: dict[str, list[str]] = {}
+    now: dict[str, list[dict[str, Any]]] = {}
+    for ref in refs:
+        if ref.case_id in recorded:
+            now[ref.case_id] = input_fingerprint([ref.image, *ref.labels], content)
+            diffs = fingerprint_changes(recorded[ref.case_id], now[ref.case_id])
+            if diffs:
+                changed[ref.case_id] = diffs
+    return changed, now
+
+
+def _refuse_or_drop_changed(store: ResultsFolder, refs: Sequence[CaseRef], d: Any
+                            ) -> dict[str, list[dict[str, Any]]]:
+    """Refuse a rerun whose inputs changed (naming the files) unless ``--allow-changed-data``,
+    then drop the changed cases' units so that they are recomputed, never mixed."""
+    changed, now = changed_cases(store, refs, d.verify_data)
+    if not changed:
+        return now
+    files = [f for diffs in changed.values() for f in diffs]
+    shown = "; ".join(files[:6]) + (f"; ... and {len(files) - 6} more" if len(files) > 6 else "")
+    if not d.allow_changed_data:
+        raise ResultsFolderError(
+            f"{store.path}: input files changed since their units were written ({shown}); refusing to mix "
+            "results: rerun with --allow-changed-data to recompute those cases, or give a new --out folder")
+    store.drop_cases(set(changed))
+    print(f"annosim: {len(changed)} case(s) with changed inputs are recomputed ({shown})", file=sys.stderr)
+    return now
 
 
 def run_benchmark(
@@ -212,12 +258,14 @@ def run_benchmark(
         }
         columns = round_columns(run.metrics.columns)
         with ResultsFolder(spec.out, columns).open(identity, meta) as store:
-            report.skipped = len(store.done_units)
             for notice in store.notices:
                 print(f"annosim: {notice}", file=sys.stderr)
+            inputs = _refuse_or_drop_changed(store, refs, d)
+            report.skipped = len(store.done_units)
             bar = tqdm(total=len(refs), unit="case", disable=progress is False if progress is not None else None,
                        dynamic_ncols=True, file=sys.stderr)
-            sink = StoreSink(store, report, spec.evaluation.save_predictions, bar, [r.case_id for r in refs])
+            sink = StoreSink(store, report, spec.evaluation.save_predictions, bar, [r.case_id for r in refs],
+                             inputs, d.verify_data)
             try:
                 executor.run(refs, sink)
                 sink.finish()
