@@ -14,6 +14,8 @@ Each test reproduces one failure seen before the fix and names the rule it check
 - fingerprints: a label file replaced between a ``--limit 1`` run and the full rerun is refused,
   naming the file; ``--allow-changed-data`` recomputes that case (rows equal a fresh run on the
   new data); ``--verify-data`` compares content, so a touched but equal file is accepted.
+- memory: a 1 MB label file whose header declares 1024^3 voxels is refused from the headers
+  (stage ``read``) without a voxel of it being read.
 - order: two ``--workers 2`` runs, with the first case made slow so that later cases finish
   first, write byte-identical rounds.csv (timing columns aside) and prompts.jsonl, equal to a
   sequential run's (the reorder buffer of :class:`annosim.engine.driver.StoreSink`).
@@ -400,3 +402,27 @@ def test_fingerprints_verify_data_accepts_a_touched_but_equal_file(own_copy, tmp
     assert main(manifest_run_args(own_copy, tmp_path / "run2", "--limit", "1")) == 0
     os.utime(tmp_path / "STS_002" / "CT_mask.nii.gz", ns=(2, 2))
     assert main(manifest_run_args(own_copy, tmp_path / "run2")) == 2  # without content: the mtime decides
+
+
+# -- memory ------------------------------------------------------------------------------------
+def test_memory_label_header_declaring_1024_cubed_is_refused_unread(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    image = tmp_path / "ct.nii"
+    nib.save(nib.Nifti1Image(rng.normal(0, 100, (16, 16, 8)).astype(np.float32), np.eye(4)), image)
+    header = nib.Nifti1Header()
+    header.set_data_shape((1024, 1024, 1024))
+    header.set_data_dtype(np.uint8)
+    header.set_qform(np.eye(4), 1)
+    label = tmp_path / "seg.nii"
+    with open(label, "wb") as fh:  # 348-byte header, 4 bytes of extension flag, 1 MB of voxels
+        fh.write(header.binaryblock + b"\0" * 4 + b"\1" * (1 << 20))
+    assert label.stat().st_size < (1 << 20) + 400
+    reads = []
+    monkeypatch.setattr("annosim.data.layouts.read_labels_on", lambda *a: reads.append(a))
+    out = tmp_path / "run"
+    assert main(["run", "--data", f"{image} {label}", "--model", "classical", "--out", str(out), "--quiet"]) == 1
+    errors = read_jsonl(out / "errors.jsonl")
+    assert [(e["stage"], e["error"]) for e in errors] == [(
+        "read", f"{label}: label grid does not match image {image}: its header declares 1024x1024x1024 voxels "
+                "vs 16x16x8; not read")]
+    assert reads == []
