@@ -16,6 +16,8 @@ Each test reproduces one failure seen before the fix and names the rule it check
   new data); ``--verify-data`` compares content, so a touched but equal file is accepted.
 - memory: a 1 MB label file whose header declares 1024^3 voxels is refused from the headers
   (stage ``read``) without a voxel of it being read.
+- configuration is not code: a SAM2 config whose ``_target_`` is ``builtins.open`` (write mode)
+  is refused with one line and creates no file; an official config passes the check.
 - order: two ``--workers 2`` runs, with the first case made slow so that later cases finish
   first, write byte-identical rounds.csv (timing columns aside) and prompts.jsonl, equal to a
   sequential run's (the reorder buffer of :class:`annosim.engine.driver.StoreSink`).
@@ -40,7 +42,7 @@ import pytest
 from annosim.cli import main
 from annosim.data.layouts import open_dataset
 from annosim.engine.driver import RunReport, StoreSink
-from annosim.errors import InputError, ResultsFolderError, WriteFailed
+from annosim.errors import ConfigError, InputError, ResultsFolderError, WriteFailed
 from annosim.report.results_io import load_predictions, read_run
 from annosim.results import ROUND_COLUMNS, ResultsFolder, read_jsonl, repair, writing
 from annosim.schema import UnitKey, UnitResult, prediction_path, prompt_record, safe_component
@@ -426,3 +428,34 @@ def test_memory_label_header_declaring_1024_cubed_is_refused_unread(tmp_path, mo
         "read", f"{label}: label grid does not match image {image}: its header declares 1024x1024x1024 voxels "
                 "vs 16x16x8; not read")]
     assert reads == []
+
+
+# -- configuration is not code -----------------------------------------------------------------
+def test_config_sam2_target_builtins_open_is_refused(tmp_path):
+    pytest.importorskip("sam2")
+    from annosim.models.sam2_checkpoints import build_video_predictor
+
+    victim = tmp_path / "written-by-config"
+    cfg = tmp_path / "evil.yaml"
+    cfg.write_text(f"model:\n  _target_: sam2.modeling.sam2_base.SAM2Base\n  image_encoder:\n"
+                   f"    _target_: builtins.open\n    file: {victim}\n    mode: w\n")
+    with pytest.raises(ConfigError, match=r"^SAM2 config .*evil.yaml: model.image_encoder._target_ is 'builtins.open'; "
+                                          r"only sam2.\* classes and torch.nn layers may be instantiated"):
+        build_video_predictor(str(cfg))
+    assert not victim.exists()
+
+
+def test_config_official_configs_pass_the_target_check():
+    pytest.importorskip("sam2")
+    from hydra import compose
+    from omegaconf import OmegaConf
+
+    from annosim.models.sam2_checkpoints import VARIANTS, check_config_targets
+
+    for v in VARIANTS.values():
+        cfg = compose(config_name=v.config)
+        OmegaConf.resolve(cfg)
+        check_config_targets(cfg.model, v.config)
+    check_config_targets(OmegaConf.create({"act": {"_target_": "torch.nn.GELU"}}), "x")
+    with pytest.raises(ConfigError):
+        check_config_targets(OmegaConf.create({"a": [{"_target_": "os.system", "command": "x"}]}), "x")
