@@ -24,6 +24,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("report", "report"),
     ("compare", "compare"),
     ("score", "score"),
+    ("repair", "repair"),
 )
 
 

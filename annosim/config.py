@@ -36,6 +36,10 @@ class DataSpec:
     labels: tuple[str, ...] | None = None
     #: Only the first N cases.
     limit: int | None = None
+    #: Record (and on a rerun compare) the sha256 of every input file, not only size and mtime.
+    verify_data: bool = False
+    #: On a rerun, recompute the cases whose input files changed instead of refusing the run.
+    allow_changed_data: bool = False
 
 
 @dataclass(frozen=True)

@@ -32,3 +32,8 @@ class ResultsFolderError(AnnosimError):
 
 class RunInterrupted(AnnosimError):
     """The user stopped a run (Ctrl-C); the message says what was saved and how to resume."""
+
+
+class WriteFailed(AnnosimError):
+    """Writing the results folder failed (no space, read-only, permission): the run stops with
+    one line; what was committed before stays valid and a rerun resumes it."""

@@ -71,3 +71,53 @@ def unloadable_checkpoint(path: str | Path, exc: BaseException, valid: str) -> I
         size, digest = "size unknown", f"unreadable ({err.strerror or err})"
     return InputError(p, f"not a loadable checkpoint ({size}, {digest}; {_load_reason(exc)}); "
                          f"a valid one is {valid}")
+
+
+def input_fingerprint(paths: "list[str]", content: bool = False) -> list[dict]:
+    """Size (bytes), modification time (ns) and, with ``content``, sha256 of each input path, as
+    the journal records them; a folder (a DICOM series) counts the files directly in it."""
+    import os
+
+    out: list[dict] = []
+    for path in paths:
+        entry: dict = {"path": str(path)}
+        try:
+            st = os.stat(path)
+            if os.path.isdir(path):
+                files = sorted(e.path for e in os.scandir(path) if e.is_file())
+                stats = [os.stat(f) for f in files]
+                entry.update(size=sum(x.st_size for x in stats), mtime_ns=max([x.st_mtime_ns for x in stats] or [0]))
+                if content:
+                    entry["sha256"] = hashlib.sha256("".join(sha256_file(f) for f in files).encode()).hexdigest()
+            else:
+                entry.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
+                if content:
+                    entry["sha256"] = sha256_file(path)
+        except OSError:
+            entry["missing"] = True
+        out.append(entry)
+    return out
+
+
+def fingerprint_changes(recorded: "list[dict]", current: "list[dict]") -> list[str]:
+    """What differs between two :func:`input_fingerprint` lists, one phrase per file
+    (``seg.nii.gz: size 10 -> 12``); the sha256 decides when both hold one, else size and mtime."""
+    now = {e["path"]: e for e in current}
+    out: list[str] = []
+    for old in recorded:
+        new = now.get(old["path"])
+        if new is None:
+            out.append(f"{old['path']}: no longer an input of the case")
+        elif new.get("missing") or old.get("missing"):
+            if new.get("missing") != old.get("missing"):
+                out.append(f"{old['path']}: {'now missing' if new.get('missing') else 'appeared'}")
+        elif "sha256" in old and "sha256" in new:
+            if old["sha256"] != new["sha256"]:
+                out.append(f"{old['path']}: content changed (sha256)")
+        elif old.get("size") != new.get("size"):
+            out.append(f"{old['path']}: size {old.get('size')} -> {new.get('size')} bytes")
+        elif old.get("mtime_ns") != new.get("mtime_ns"):
+            out.append(f"{old['path']}: modified since its units were written")
+    known = {e["path"] for e in recorded}
+    out.extend(f"{e['path']}: new input of the case" for e in current if e["path"] not in known)
+    return out

@@ -240,6 +240,29 @@ def _sitk_itemsize(pixel_id: int) -> int:
     return sizes.get(pixel_id, 8)
 
 
+def header_grid_problem(image: str | Path, labels: Sequence[str | Path]) -> str | None:
+    """Why the label files cannot lie on the image's grid, judged from the headers alone (no
+    voxel read), or ``None`` (also when a header cannot be peeked: the readers judge then).
+
+    A label's stored shape must equal the image's; a ``.seg.nrrd`` (3D Slicer crops segments) may
+    be smaller in every axis, never larger.
+    """
+    from annosim.data.readers import is_seg_nrrd
+
+    img = peek_image(image)
+    if img is None:
+        return None
+    for label in labels:
+        lab = peek_image(label)
+        if lab is None or lab[0] == img[0]:
+            continue
+        if is_seg_nrrd(label) and all(a <= b for a, b in zip(lab[0], img[0])):
+            continue
+        return (f"{label}: label grid does not match image {image}: its header declares "
+                f"{'x'.join(map(str, lab[0]))} voxels vs {'x'.join(map(str, img[0]))}; not read")
+    return None
+
+
 def estimate_from_header(
     image: str | Path, label: str | Path | None, model: Any, *, kept_predictions: int = 0
 ) -> MemoryEstimate | None:

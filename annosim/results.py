@@ -10,16 +10,19 @@ last complete unit ended and never duplicates one. A file lock refuses a second 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import io
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from filelock import FileLock, Timeout
 
-from annosim.errors import InputError, ResultsFolderError
+from annosim.errors import InputError, ResultsFolderError, WriteFailed
+from annosim.journal import data_rows, drop_notice, scan_folder, truncate_to
 from annosim.schema import (
     ERRORS_JSONL,
     IDENTITY_KEYS,
@@ -50,6 +53,25 @@ def format_value(value: Any) -> str:
     if hasattr(value, "item"):  # numpy scalar
         return format_value(value.item())
     return str(value)
+
+
+def write_failure(path: str | Path, exc: OSError) -> WriteFailed:
+    """The one-line stop for a failed write of ``path`` (no space, read-only, permission...)."""
+    why = exc.strerror or str(exc)
+    fix = ("free space and rerun the same command to resume" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+           else "make the folder writable and rerun the same command to resume")
+    return WriteFailed(f"{path}: cannot write ({why}); nothing committed was lost; {fix}")
+
+
+@contextlib.contextmanager
+def writing(path: str | Path) -> Iterator[None]:
+    """Turn an OSError raised while writing ``path`` into :func:`write_failure`'s one line."""
+    try:
+        yield
+    except Timeout:  # another run holds the lock (filelock's Timeout is an OSError)
+        raise
+    except OSError as exc:
+        raise write_failure(path, exc) from exc
 
 
 def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -95,6 +117,10 @@ class ResultsFolder:
         self.columns = columns or ROUND_COLUMNS
         self._lock: FileLock | None = None
         self._done: dict[UnitKey, int] = {}
+        #: Journal records of the committed units.
+        self.units: dict[UnitKey, dict[str, Any]] = {}
+        #: One-line notices from opening (what a damaged tail lost).
+        self.notices: list[str] = []
 
     # -- opening ------------------------------------------------------------------------------
     def open(self, config: dict[str, Any], meta: dict[str, Any]) -> "ResultsFolder":
@@ -104,17 +130,19 @@ class ResultsFolder:
         """
         if self.path.exists() and not self.path.is_dir():
             raise ResultsFolderError(f"{self.path}: exists and is not a folder")
-        self.path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.path / LOCK))
         try:
-            lock.acquire(timeout=0)
+            with writing(self.path):
+                self.path.mkdir(parents=True, exist_ok=True)
+                lock.acquire(timeout=0)
         except Timeout:
             raise ResultsFolderError(
                 f"{self.path}: results folder is in use by another annosim run"
             ) from None
         self._lock = lock
         try:
-            self._open_locked(_jsonable(config), _jsonable(meta))
+            with writing(self.path):
+                self._open_locked(_jsonable(config), _jsonable(meta))
         except BaseException:
             self.close()
             raise
@@ -122,6 +150,8 @@ class ResultsFolder:
 
     def _open_locked(self, config: dict[str, Any], meta: dict[str, Any]) -> None:
         run_json = self.path / RUN_JSON
+        if not (self.path / UNITS_JSONL).exists() and data_rows(self.path):
+            scan_folder(self.path, self.columns)  # refuses, pointing to annosim repair
         if run_json.exists():
             try:
                 old = json.loads(run_json.read_text())
@@ -159,65 +189,46 @@ class ResultsFolder:
         return journal.exists() and b"\n" in journal.read_bytes()
 
     def _repair(self) -> None:
-        """Drop rows and prompts that follow the last committed unit; load the journal."""
-        units: list[dict[str, Any]] = []
-        journal = self.path / UNITS_JSONL
-        if journal.exists():
-            data = journal.read_bytes()
-            good = data[: data.rfind(b"\n") + 1]
-            for line in good.splitlines():
-                units.append(json.loads(line))
-            if len(good) != len(data):
-                self._truncate(journal, len(good))
-        n_rows = sum(u["rows"] for u in units)
-        n_prompts = sum(u["prompts"] for u in units)
+        """Cut every file back to the last intact committed unit (a one-line notice says what was
+        dropped) and load the journal; see :mod:`annosim.journal`."""
         rounds = self.path / ROUNDS_CSV
         if not rounds.exists() or rounds.stat().st_size == 0:
             buf = io.StringIO()
             csv.writer(buf, lineterminator="\n").writerow(self.columns)
             rounds.write_text(buf.getvalue())
-        else:
-            with open(rounds, newline="") as fh:
-                header = tuple(next(csv.reader(fh), []))
-            if header != self.columns:
-                raise ResultsFolderError(
-                    f"{rounds}: its columns ({', '.join(header)}) are not this run's ({', '.join(self.columns)})"
-                )
-        self._keep_lines(rounds, 1 + n_rows)
-        prompts = self.path / PROMPTS_JSONL
-        prompts.touch()
-        self._keep_lines(prompts, n_prompts)
+        ext = scan_folder(self.path, self.columns)
+        notice = drop_notice(self.path, ext)
+        if notice:
+            self.notices.append(notice)
+        truncate_to(self.path, ext.sizes)
+        (self.path / PROMPTS_JSONL).touch()
         self._done = {
             UnitKey(u["case"], int(u["label"]), u["setting"], u["protocol"]): int(u["rows"])
-            for u in units
+            for u in ext.units
         }
-
-    @staticmethod
-    def _keep_lines(path: Path, n: int) -> None:
-        data = path.read_bytes()
-        pos = 0
-        for _ in range(n):
-            nxt = data.find(b"\n", pos)
-            if nxt < 0:
-                raise ResultsFolderError(
-                    f"{path}: has fewer lines than {UNITS_JSONL} records; the folder is damaged"
-                )
-            pos = nxt + 1
-        if pos != len(data):
-            ResultsFolder._truncate(path, pos)
-
-    @staticmethod
-    def _truncate(path: Path, size: int) -> None:
-        with open(path, "r+b") as fh:
-            fh.truncate(size)
-            fh.flush()
-            os.fsync(fh.fileno())
+        self.units = {UnitKey(u["case"], int(u["label"]), u["setting"], u["protocol"]): u for u in ext.units}
 
     @staticmethod
     def _write_json(path: Path, obj: Any) -> None:
+        """Replace ``path`` atomically; no temporary file is left behind when writing fails."""
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise write_failure(path, exc) from exc
+
+    def drop_cases(self, cases: set[str]) -> None:
+        """Remove every committed unit of ``cases`` (their input files changed) so that they are
+        recomputed; the files are rewritten without them, the journal last."""
+        from annosim.journal import without_cases
+
+        with writing(self.path):
+            without_cases(self.path, scan_folder(self.path, self.columns), cases)
+        self._done = {k: v for k, v in self._done.items() if k.case not in cases}
+        self.units = {k: v for k, v in self.units.items() if k.case not in cases}
 
     # -- state ----------------------------------------------------------------------------------
     def is_done(self, key: UnitKey) -> bool:
@@ -229,8 +240,10 @@ class ResultsFolder:
         return set(self._done)
 
     # -- writing --------------------------------------------------------------------------------
-    def write_unit(self, key: UnitKey, rows: list[dict[str, Any]], prompts: list[dict[str, Any]]) -> None:
-        """Append one unit's prompts and rows, then commit it in the journal."""
+    def write_unit(self, key: UnitKey, rows: list[dict[str, Any]], prompts: list[dict[str, Any]],
+                   extra: dict[str, Any] | None = None) -> None:
+        """Append one unit's prompts and rows, then commit it in the journal (its record gets
+        ``extra``: the predictions file, the input fingerprints)."""
         if self._lock is None:
             raise RuntimeError("results folder is not open")
         if key in self._done:
@@ -249,9 +262,11 @@ class ResultsFolder:
             "protocol": key.protocol,
             "rows": len(rows),
             "prompts": len(prompts),
+            **(extra or {}),
         }
         self._append(self.path / UNITS_JSONL, json.dumps(record) + "\n")
         self._done[key] = len(rows)
+        self.units[key] = record
 
     def write_error(self, record: ErrorRecord) -> None:
         """Append one line to errors.jsonl."""
@@ -262,15 +277,16 @@ class ResultsFolder:
         if not text:
             return
         data = text.encode("utf-8")
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with writing(path):
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     # -- closing ----------------------------------------------------------------------------------
     def close(self) -> None:
@@ -336,3 +352,23 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
                 raise InputError(path, f"line {lineno} is not a JSON object")
             out.append(obj)
     return out
+
+
+def repair(path: str | Path) -> str:
+    """``annosim repair``: rebuild the journal of the results folder ``path`` from its complete
+    units, or move the folder aside when it cannot be; returns the one line that says which.
+    Refused while another run holds the folder."""
+    from annosim.journal import repair_folder
+
+    path = Path(path)
+    if not path.is_dir():
+        raise ResultsFolderError(f"{path}: results folder not found")
+    lock = FileLock(str(path / LOCK))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ResultsFolderError(f"{path}: results folder is in use by another annosim run") from None
+    try:
+        return repair_folder(path)
+    finally:
+        lock.release()

@@ -15,7 +15,9 @@ The metric columns of ``rounds.csv`` come from the metric registry
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -159,8 +161,36 @@ class UnitResult:
     error: ErrorRecord | None = None
 
 
+_SAFE_COMPONENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+
+
+def safe_component(text: str) -> str:
+    """``text`` when it can be one file-name component as it is (letters, digits, ``._+-``, at
+    most 100 characters, not starting with a dot); otherwise a stable safe name: its safe
+    characters (``_`` for the rest, at most 48) and 12 hex digits of its SHA-256.
+
+    >>> safe_component("case_01"), safe_component("../../x")
+    ('case_01', 'x-9cdf6a50100a')
+    """
+    if _SAFE_COMPONENT.fullmatch(text):
+        return text
+    stem = re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("._")[:48] or "case"
+    return f"{stem}-{hashlib.sha256(text.encode('utf-8')).hexdigest()[:12]}"
+
+
+def under(root: "str | os.PathLike[str]", path: Path) -> Path:
+    """``path`` when it resolves (symbolic links followed) inside ``root``; ValueError otherwise."""
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        raise ValueError(f"{path}: resolves outside the results folder {root}; not written")
+    return path
+
+
 def prediction_path(run_dir: "str | os.PathLike[str]", key: UnitKey) -> Path:
     """Where ``annosim run --save-predictions`` keeps one unit's predictions:
     ``predictions/<case>/<protocol>__<label>__<setting>.npz`` with one bool (Z, Y, X) array
-    ``round_K`` per round K, in the run's orientation."""
-    return Path(run_dir) / PREDICTIONS_DIR / str(key.case) / f"{key.protocol}__{int(key.label)}__{key.setting}.npz"
+    ``round_K`` per round K, in the run's orientation. Each component goes through
+    :func:`safe_component` (a case id like ``../x`` or ``/abs`` gets a stable safe name) and the
+    path is checked to stay under ``run_dir`` (ValueError otherwise)."""
+    name = f"{safe_component(key.protocol)}__{int(key.label)}__{safe_component(key.setting)}.npz"
+    return under(run_dir, Path(run_dir) / PREDICTIONS_DIR / safe_component(str(key.case)) / name)

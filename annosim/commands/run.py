@@ -76,12 +76,16 @@ def csv_list(value: str | None) -> tuple[str, ...] | None:
               help="Seconds a case may run; a slower one is stopped and recorded in errors.jsonl.")
 @click.option("--no-memory-check", is_flag=True,
               help="Run cases even when their memory estimate exceeds the memory available.")
+@click.option("--verify-data", is_flag=True,
+              help="Record a sha256 of every input file (not only size and mtime) and compare it on reruns.")
+@click.option("--allow-changed-data", is_flag=True,
+              help="On a rerun, recompute the cases whose input files changed instead of refusing.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def run(ctx: click.Context, data, layout, data_root, split, label_names, model, model_args, checkpoint,
         protocols, protocol_args, settings, labels, seed, nsd_tolerance, no_surface_metrics, metrics, orientation,
         save_predictions, limit, out, executor, address, workers, devices, gpus_per_case, retries,
-        case_timeout, no_memory_check, quiet) -> None:
+        case_timeout, no_memory_check, verify_data, allow_changed_data, quiet) -> None:
     """Run PROTOCOL(s) with MODEL on every case of a dataset into a resumable results folder."""
     from annosim.config import make_spec
     from annosim.engine.driver import run_benchmark
@@ -92,7 +96,7 @@ def run(ctx: click.Context, data, layout, data_root, split, label_names, model, 
     spec = make_spec(
         data, out,
         layout=layout, data_root=data_root, split=split, label_names=label_names, labels=csv_list(labels),
-        limit=limit,
+        limit=limit, verify_data=verify_data, allow_changed_data=allow_changed_data,
         model=model, model_args=margs,
         protocols=csv_list(protocols) or ("he2024",),
         protocol_args=parse_key_values(protocol_args, "--protocol-arg"),

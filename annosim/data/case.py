@@ -54,3 +54,25 @@ class Case:
     def name_of(self, value: int) -> str:
         """Name of a label value, ``label_<value>`` when unnamed."""
         return self.label_names.get(int(value), f"label_{int(value)}")
+
+
+def control_character_problem(text: str) -> str | None:
+    """Why ``text`` cannot be a case id or label name (it holds a control character such as a
+    newline or tab, which would break CSV rows, JSON lines and file names), or None."""
+    bad = [ch for ch in text if ord(ch) < 32 or 127 <= ord(ch) < 160]
+    if bad:
+        return f"holds the control character {bad[0]!r}"
+    return None
+
+
+def check_case_names(case_id: str, label_names: dict[int, str], source: str | None) -> None:
+    """InputError naming ``source`` for a case id or label name holding a control character."""
+    from annosim.errors import InputError
+
+    why = control_character_problem(case_id)
+    if why:
+        raise InputError(source, f"case id {case_id!r} {why}; rename the case")
+    for value, name in label_names.items():
+        why = control_character_problem(str(name))
+        if why:
+            raise InputError(source, f"label name {name!r} (value {value}) {why}; rename the label")

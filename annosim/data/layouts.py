@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from annosim.data.case import Case
+from annosim.data.case import Case, check_case_names
 from annosim.data.orientation import ORIENTATIONS, orient
 from annosim.data.paths import _expand_label_spec, _inside, _unique_ids, _user_path, case_id_from_path
 from annosim.data.readers import (
@@ -92,6 +92,7 @@ class CaseRef:
         names = labels_json_names(self.labels[0])
         names.update(label.label_names)
         names.update(self.label_names)
+        check_case_names(self.case_id, names, self.labels[0])
         volume, geometry = orient(image.data, image.affine, orientation)
         label_zyx = np.ascontiguousarray(geometry.to_volume(label.data))
         return Case(
@@ -392,5 +393,7 @@ def open_dataset(
         if split is not None:
             raise ConfigError("an 'IMAGE LABEL' pair has no splits; drop --split")
         ds = _open_pair(text, root, names)
+    for ref in ds.cases:  # a newline or tab in a name would break rows, JSON lines and paths
+        check_case_names(ref.case_id, ref.label_names, text)
     ds.spec = text
     return ds

@@ -22,7 +22,7 @@ from annosim.data.case import Case
 from annosim.data.layouts import CaseRef
 from annosim.engine.unit import RoundCallback, UnitContext, run_unit
 from annosim.errors import AnnosimError, InputError
-from annosim.memory import estimate_case, estimate_from_header, memory_refusal
+from annosim.memory import estimate_case, estimate_from_header, header_grid_problem, memory_refusal
 from annosim.metrics.registry import MetricSet
 from annosim.models.base import SliceModelBase
 from annosim.protocols.base import Protocol, RoundOutcome, describe_exception
@@ -132,6 +132,9 @@ class CaseRunner:
             check_input_paths(ref)
         except InputError as exc:
             raise self._fail(sink, ref, "read", str(exc)) from None
+        grid = header_grid_problem(ref.image, ref.labels)  # both headers, before any voxel is read
+        if grid is not None:
+            raise self._fail(sink, ref, "read", grid)
         try:
             self.model.release_case()
         except Exception as exc:

@@ -7,20 +7,21 @@ the executor, and writes every unit the workers send as soon as it arrives; fail
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from annosim.config import ResolvedRun, RunSpec, orientation_of, validate
 from annosim.data.layouts import CaseRef, open_dataset
 from annosim.data.preflight import check_command_line_files, check_label_names
-from annosim.errors import RunInterrupted
-from annosim.files import check_out_folder
+from annosim.errors import ConfigError, ResultsFolderError, RunInterrupted
+from annosim.files import check_out_folder, fingerprint_changes, input_fingerprint
 from annosim.models.registry import model_identity
-from annosim.results import ResultsFolder, provenance
+from annosim.results import ResultsFolder, provenance, write_failure
 from annosim.schema import ErrorRecord, UnitKey, UnitResult, prediction_path, round_columns
 
 
@@ -62,38 +63,91 @@ def check_out_dir(out: Path) -> None:
     check_out_folder(out, "--out")
 
 
-def save_unit_predictions(out: Path, key: UnitKey, predictions: list[np.ndarray]) -> None:
-    """Write one unit's kept predictions (``round_K`` bool (Z, Y, X)) atomically."""
-    path = prediction_path(out, key)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_unit_predictions(out: Path, key: UnitKey, predictions: list[np.ndarray]) -> str:
+    """Write one unit's kept predictions (``round_K`` bool (Z, Y, X)) atomically; returns the
+    file's path relative to ``out`` (recorded in the journal). ResultsFolderError when the path
+    would resolve outside ``out`` (a symbolic link inside it pointing away)."""
+    try:
+        path = prediction_path(out, key)
+    except ValueError as exc:
+        raise ResultsFolderError(str(exc)) from None
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **{f"round_{i + 1}": p for i, p in enumerate(predictions)})
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(tmp, **{f"round_{i + 1}": p for i, p in enumerate(predictions)})
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise write_failure(path, exc) from exc
+    return path.relative_to(out).as_posix()
 
 
 class StoreSink:
     """The driver's :class:`annosim.executors.base.Sink`: writes units and error lines into the
-    open results folder and keeps the counts and the progress bar."""
+    open results folder and keeps the counts and the progress bar.
 
-    def __init__(self, store: ResultsFolder, report: RunReport, save_predictions: bool, bar: Any) -> None:
+    Order: units are committed in manifest order (case order, then the order a case sends its
+    units) whatever the executor. Units of the first unfinished case are written as they arrive;
+    those of later cases wait in a reorder buffer (rows and prompts only: predictions go to disk
+    at once) until every earlier case is done. A driver killed meanwhile loses only the buffered
+    units, which a rerun recomputes; the committed units always form a prefix in manifest order.
+    """
+
+    def __init__(self, store: ResultsFolder, report: RunReport, save_predictions: bool, bar: Any,
+                 order: Sequence[str] = (), inputs: dict[str, list[dict[str, Any]]] | None = None,
+                 verify_data: bool = False) -> None:
         self.store, self.report, self.save_predictions, self.bar = store, report, save_predictions, bar
+        #: Fingerprints of each case's input files (taken when the case starts), recorded per unit.
+        self.inputs = dict(inputs or {})
+        self.verify_data = verify_data
         self._seen: set[ErrorRecord] = set()
+        self._order = list(order)
+        self._head = 0  # index in _order of the first case not yet done
+        self._finished: set[str] = set()
+        self._buffer: dict[str, list[tuple[UnitResult, dict[str, Any]]]] = {}
 
     def done_for(self, case_id: str) -> frozenset[UnitKey]:
-        return frozenset(k for k in self.store.done_units if k.case == case_id)
+        buffered = {r.key for r, _ in self._buffer.get(case_id, [])}
+        return frozenset(k for k in self.store.done_units if k.case == case_id) | buffered
 
     def unit(self, result: UnitResult, predictions: list[np.ndarray]) -> None:
         if result.error is not None:
             self.error(result.error, quiet=True)
             return
-        if self.store.is_done(result.key):  # a retried case sent it again
+        case = result.key.case
+        if result.key in self.done_for(case):  # a retried case sent it again
             return
+        extra: dict[str, Any] = {}
+        if case in self.inputs:
+            extra["inputs"] = self.inputs[case]
         if self.save_predictions:
-            save_unit_predictions(self.report.out, result.key, predictions)
-        self.store.write_unit(result.key, result.rows, result.prompts)
+            extra["predictions"] = save_unit_predictions(self.report.out, result.key, predictions)
+        if self._head < len(self._order) and case != self._order[self._head] and case in self._order:
+            self._buffer.setdefault(case, []).append((result, extra))
+            return
+        self._commit(result, extra)
+
+    def _commit(self, result: UnitResult, extra: dict[str, Any]) -> None:
+        self.store.write_unit(result.key, result.rows, result.prompts, extra)
         self.report.written += 1
         self.bar.set_postfix(objects=self.report.written + self.report.skipped, errors=self.report.errors,
                              refresh=False)
+
+    def _advance(self) -> None:
+        """Commit the buffered units of every case whose predecessors are all done."""
+        while self._head < len(self._order) and self._order[self._head] in self._finished:
+            self._head += 1
+            if self._head < len(self._order):
+                for result, extra in self._buffer.pop(self._order[self._head], []):
+                    self._commit(result, extra)
+
+    def finish(self) -> None:
+        """Commit whatever is still buffered, in manifest order (the executor returned)."""
+        for case in self._order[self._head:]:
+            for result, extra in self._buffer.pop(case, []):
+                self._commit(result, extra)
+        self._head = len(self._order)
 
     def error(self, record: ErrorRecord, quiet: bool = False) -> None:
         if record in self._seen:  # a retried case reported it again
@@ -105,13 +159,54 @@ class StoreSink:
             self.bar.write(f"annosim: {record.case}: {record.error}", file=sys.stderr)
 
     def case_started(self, ref: CaseRef) -> None:
+        if ref.case_id not in self.inputs:
+            self.inputs[ref.case_id] = input_fingerprint([ref.image, *ref.labels], self.verify_data)
         self.bar.set_description(ref.case_id[:24])
 
     def case_done(self, ref: CaseRef) -> None:
+        self._finished.add(ref.case_id)
+        self._advance()
         self.bar.update(1)
 
     def note(self, text: str) -> None:
         self.bar.write(f"annosim: {text}", file=sys.stderr)
+
+
+def changed_cases(store: ResultsFolder, refs: Sequence[CaseRef], content: bool,
+                  ) -> tuple[dict[str, list[str]], dict[str, list[dict[str, Any]]]]:
+    """Cases with committed units whose input files differ from what their units recorded
+    (case id -> one phrase per changed file), and the fingerprints taken now (case id -> list)."""
+    recorded: dict[str, list[dict[str, Any]]] = {}
+    for key, unit in store.units.items():
+        if isinstance(unit.get("inputs"), list):
+            recorded.setdefault(key.case, unit["inputs"])
+    changed: dict[str, list[str]] = {}
+    now: dict[str, list[dict[str, Any]]] = {}
+    for ref in refs:
+        if ref.case_id in recorded:
+            now[ref.case_id] = input_fingerprint([ref.image, *ref.labels], content)
+            diffs = fingerprint_changes(recorded[ref.case_id], now[ref.case_id])
+            if diffs:
+                changed[ref.case_id] = diffs
+    return changed, now
+
+
+def _refuse_or_drop_changed(store: ResultsFolder, refs: Sequence[CaseRef], d: Any
+                            ) -> dict[str, list[dict[str, Any]]]:
+    """Refuse a rerun whose inputs changed (naming the files) unless ``--allow-changed-data``,
+    then drop the changed cases' units so that they are recomputed, never mixed."""
+    changed, now = changed_cases(store, refs, d.verify_data)
+    if not changed:
+        return now
+    files = [f for diffs in changed.values() for f in diffs]
+    shown = "; ".join(files[:6]) + (f"; ... and {len(files) - 6} more" if len(files) > 6 else "")
+    if not d.allow_changed_data:
+        raise ResultsFolderError(
+            f"{store.path}: input files changed since their units were written ({shown}); refusing to mix "
+            "results: rerun with --allow-changed-data to recompute those cases, or give a new --out folder")
+    store.drop_cases(set(changed))
+    print(f"annosim: {len(changed)} case(s) with changed inputs are recomputed ({shown})", file=sys.stderr)
+    return now
 
 
 def run_benchmark(
@@ -148,11 +243,17 @@ def run_benchmark(
         }
         columns = round_columns(run.metrics.columns)
         with ResultsFolder(spec.out, columns).open(identity, meta) as store:
+            for notice in store.notices:
+                print(f"annosim: {notice}", file=sys.stderr)
+            inputs = _refuse_or_drop_changed(store, refs, d)
             report.skipped = len(store.done_units)
             bar = tqdm(total=len(refs), unit="case", disable=progress is False if progress is not None else None,
                        dynamic_ncols=True, file=sys.stderr)
+            sink = StoreSink(store, report, spec.evaluation.save_predictions, bar, [r.case_id for r in refs],
+                             inputs, d.verify_data)
             try:
-                executor.run(refs, StoreSink(store, report, spec.evaluation.save_predictions, bar))
+                executor.run(refs, sink)
+                sink.finish()
             except KeyboardInterrupt:
                 raise RunInterrupted(
                     f"interrupted: {report.written} units saved now, {report.written + report.skipped} in all in "

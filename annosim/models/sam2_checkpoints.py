@@ -12,6 +12,7 @@ Checkpoints are read with ``torch.load(..., weights_only=True)``: no pickled cod
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import urllib.error
@@ -200,6 +201,29 @@ VIDEO_PREDICTOR_OVERRIDES: tuple[tuple[str, Any], ...] = (
 )
 
 
+#: ``_target_`` values a SAM2 config may instantiate: SAM2's own classes, and torch.nn layers by
+#: class name (``torch.nn.GELU``). Anything else (``builtins.open``, ``os.system``) is refused.
+_ALLOWED_TARGET = re.compile(r"sam2\.[A-Za-z0-9_.]+|torch\.nn\.[A-Z][A-Za-z0-9_]*")
+
+
+def check_config_targets(node: Any, config: str, where: str = "model") -> None:
+    """ConfigError (one line) unless every ``_target_`` in the config tree ``node`` (an OmegaConf
+    container, dicts and lists) names a class of ``sam2`` or a ``torch.nn`` layer: a
+    configuration must not run arbitrary code."""
+    from omegaconf import DictConfig, ListConfig
+
+    if isinstance(node, (DictConfig, dict)):
+        for key in node.keys():
+            value = node[key]
+            if key == "_target_" and not (isinstance(value, str) and _ALLOWED_TARGET.fullmatch(value)):
+                raise ConfigError(f"SAM2 config {config}: {where}._target_ is {value!r}; only sam2.* classes and "
+                                  "torch.nn layers may be instantiated from a config")
+            check_config_targets(value, config, f"{where}.{key}")
+    elif isinstance(node, (ListConfig, list, tuple)):
+        for i, value in enumerate(node):
+            check_config_targets(value, config, f"{where}[{i}]")
+
+
 def build_video_predictor(config: str, image_size: int | None = None) -> Any:
     """An untrained ``SAM2VideoPredictor`` on the CPU, as the official builder makes it.
 
@@ -221,9 +245,15 @@ def build_video_predictor(config: str, image_size: int | None = None) -> Any:
             for key, value in (*VIDEO_PREDICTOR_OVERRIDES, *extra):
                 OmegaConf.update(cfg, key, value, force_add=True)
             OmegaConf.resolve(cfg)
+            check_config_targets(cfg.model, config)
             model = instantiate(cfg.model, _recursive_=True)
         else:
+            from hydra import compose
             from sam2.build_sam import build_sam2_video_predictor
+
+            packaged = compose(config_name=config)
+            OmegaConf.resolve(packaged)
+            check_config_targets(packaged.get("model"), config)
 
             overrides = [f"++{k}={v}" for k, v in extra]
             model = build_sam2_video_predictor(

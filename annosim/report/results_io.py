@@ -8,6 +8,7 @@ an optional ``predictions/`` folder holds the per-round predictions that QC imag
 from __future__ import annotations
 
 import csv
+import io
 import json
 import zipfile
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from annosim.journal import committed_prefix
 from annosim.errors import InputError
 from annosim.metrics.registry import Metric, column_info
 from annosim.results import ROUND_COLUMNS, read_jsonl  # noqa: F401 (ROUND_COLUMNS re-exported)
@@ -203,9 +205,9 @@ def read_rounds(path: Path, meta: dict[str, Any] | None = None) -> pd.DataFrame:
     metrics = metric_entries(meta or {})
     int_cols = INT_COLUMNS + tuple(m.column for m in metrics if m.integer)
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), [])
-        df = pd.read_csv(path, dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False,
+        data = committed_prefix(path.parent, path.name)  # during a run: only committed units
+        header = next(csv.reader(io.StringIO(data.decode("utf-8"), newline="")), [])
+        df = pd.read_csv(io.BytesIO(data), dtype={c: str for c in TEXT_COLUMNS}, keep_default_na=False,
                          na_values={c: ["nan", "NaN", ""] for c in header if c not in TEXT_COLUMNS})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, csv.Error) as exc:
         raise InputError(path, f"cannot be parsed as CSV ({str(exc).splitlines()[0]})") from None
@@ -265,7 +267,10 @@ def prediction_path(run_dir: Path, case: str, label: int, setting: str, protocol
 
 def load_predictions(run_dir: Path, case: str, label: int, setting: str, protocol: str) -> dict[int, np.ndarray]:
     """Saved predictions of one object, ``{round: bool (Z, Y, X)}``; empty when not saved."""
-    p = prediction_path(run_dir, case, label, setting, protocol)
+    try:
+        p = prediction_path(run_dir, case, label, setting, protocol)
+    except ValueError as exc:  # a link inside the folder pointing out of it
+        raise InputError(None, str(exc)) from None
     if not p.exists():
         return {}
     out: dict[int, np.ndarray] = {}
