@@ -113,3 +113,30 @@ def test_good_cases_keep_their_rows_and_a_raising_metric_is_one_unit_error(synth
     head = summary[0].split(",")
     assert "voxels" in head and summary[1].split(",")[head.index("voxels")] == "420.0"  # (240+360+480+600)/4
     assert "voxels" in (rep / "report.html").read_text()
+
+
+def test_propagate_pass_default_restricts_propagate_to_the_visited_frames():
+    """A model without pass-level control: one pass = propagate() on frames >= start (forward)
+    or <= start (reverse), within the object's frames."""
+    import numpy as np
+
+    from annosim.models.base import as_model
+
+    class Plain:
+        def set_volume(self, volume, spacing):
+            self.shape = volume.shape
+
+        def start_object(self, frames=None):
+            self.frames = frames
+
+        def add_clicks(self, z, points, labels, replace=False):
+            return np.zeros(self.shape[1:], bool)
+
+        def propagate(self):
+            return np.ones(self.shape, bool)
+
+    m = as_model(Plain())
+    m.set_volume(np.zeros((6, 2, 2), np.float32), (1.0, 1.0, 1.0))
+    m.start_object(np.array([1, 2, 3, 4]))
+    assert m.propagate_pass(2).any(axis=(1, 2)).tolist() == [False, False, True, True, True, False]
+    assert m.propagate_pass(2, reverse=True).any(axis=(1, 2)).tolist() == [False, True, True, False, False, False]

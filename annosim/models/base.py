@@ -12,6 +12,8 @@ Optional hooks and their defaults:
 ``add_box``            raises NotImplementedError (the model takes no boxes)
 ``add_mask``           raises NotImplementedError (no mask prompts)
 ``predict_slice``      raises NotImplementedError (no one-shot 2D prediction)
+``propagate_pass``     :meth:`propagate` restricted to the frames one pass visits (a model without
+                       pass-level control, e.g. a native 3D model)
 ``set_target``         no-op: the label value and name of the object about to start
 ``configure_protocol`` no-op: hints of the protocol about to run (e.g. ``frame_codec="jpeg"``)
 ``release_case``       no-op: free the previous case's state before the next memory check
@@ -118,6 +120,20 @@ class SliceModelBase:
         untouched (points (K, 2) ``(y, x)``, labels (K,), box ``(y0, x0, y1, x1)`` inclusive)."""
         raise NotImplementedError(f"model {self.name!r} has no one-shot 2D prediction")
 
+    def propagate_pass(self, start: int, reverse: bool = False) -> np.ndarray:
+        """One propagation pass from slice ``start`` (a frame), forward (increasing z) or
+        ``reverse``, from every prompt so far; bool ``(Z, Y, X)``, empty outside the frames the
+        pass visits (``frames >= start``, or ``<= start`` when ``reverse``). Prompts and state
+        are kept, so a second pass continues from the first (as ``propagate_in_video`` with
+        ``start_frame_idx`` does). Default: :meth:`propagate` restricted to those frames."""
+        pred = np.asarray(self.propagate(), dtype=bool)
+        z = np.arange(pred.shape[0])
+        keep = (z <= start) if reverse else (z >= start)
+        frames = getattr(self, "frames", None)
+        if frames is not None and len(frames):
+            keep &= np.isin(z, frames)
+        return pred & keep[:, None, None]
+
     # -- hooks ---------------------------------------------------------------------------------
     #: True for a model that segments without prompts (every protocol becomes one round).
     prompt_free: bool = False
@@ -153,7 +169,7 @@ class SliceModelBase:
 
 
 _DELEGATED = ("set_volume", "start_object", "add_clicks", "propagate")
-_OPTIONAL = ("add_box", "add_mask", "predict_slice", "set_target", "configure_protocol", "release_case",
+_OPTIONAL = ("add_box", "add_mask", "predict_slice", "propagate_pass", "set_target", "configure_protocol", "release_case",
              "estimate_memory", "describe")
 
 
@@ -203,6 +219,10 @@ class PluginModel(SliceModelBase):
     def predict_slice(self, z: int, points: Any = None, labels: Any = None, box: Any = None) -> np.ndarray:
         own = self._own("predict_slice")
         return own(z, points=points, labels=labels, box=box) if own else super().predict_slice(z, points, labels, box)
+
+    def propagate_pass(self, start: int, reverse: bool = False) -> np.ndarray:
+        own = self._own("propagate_pass")
+        return own(start, reverse=reverse) if own else super().propagate_pass(start, reverse)
 
     def set_target(self, label: int, name: str) -> None:
         own = self._own("set_target")
