@@ -23,6 +23,7 @@ _COMMANDS: tuple[tuple[str, str], ...] = (
     ("models", "models"),
     ("report", "report"),
     ("compare", "compare"),
+    ("view", "view"),
     ("score", "score"),
     ("repair", "repair"),
 )

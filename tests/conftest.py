@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -73,3 +76,26 @@ def synthetic_manifest(tmp_path_factory) -> Path:
     path = root / "cases.csv"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium; installed with apt-get when missing (skips only if that fails)."""
+    exe = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+    if exe:
+        return exe
+    if shutil.which("apt-get") is None:
+        pytest.skip("chromium is missing and apt-get is not available to install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=True, capture_output=True,
+                       timeout=900)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        pytest.skip(f"chromium missing and `apt-get install -y chromium` failed: {exc} "
+                    f"{detail.decode(errors='replace')[-300:]}")
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.skip("`apt-get install -y chromium` ran but no chromium executable was found")
+    return exe

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 from PIL import Image
 
 from annosim.cli import main
+from browser import chromium_command
 
 LABELS = ("kidney_right", "inferior_vena_cava", "portal_vein_and_splenic_vein", "adrenal_gland_right")
 PAPER_NAMES = {"right kidney", "inferior vena cava", "portal vein and splenic vein", "right adrenal gland"}
@@ -41,29 +41,6 @@ def report_dir(real_run, tmp_path_factory) -> Path:
     assert main(["report", str(real_run), "--out", str(out), "--dataset-name", "totalseg-abdomen",
                  "--n-boot", "2000"]) == 0
     return out
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium; installed with apt-get when missing (skips only if that fails)."""
-    exe = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-    if exe:
-        return exe
-    if shutil.which("apt-get") is None:
-        pytest.skip("chromium is missing and apt-get is not available to install it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=True, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=True, capture_output=True,
-                       timeout=900)
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
-        detail = getattr(exc, "stderr", b"") or b""
-        pytest.skip(f"chromium missing and `apt-get install -y chromium` failed: {exc} "
-                    f"{detail.decode(errors='replace')[-300:]}")
-    exe = shutil.which("chromium")
-    if exe is None:
-        pytest.skip("`apt-get install -y chromium` ran but no chromium executable was found")
-    return exe
 
 
 def _best_of_rounds(run: Path) -> pd.DataFrame:
@@ -164,10 +141,8 @@ def test_html_references_exist(report_dir):
 
 def test_html_renders_in_chromium(report_dir, chromium, tmp_path):
     shot = tmp_path / "shot.png"
-    cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1280,2000",
-           (report_dir / "report.html").resolve().as_uri()]
+    cmd = chromium_command(chromium, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,2000",
+                           (report_dir / "report.html").resolve().as_uri())
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     img = Image.open(shot)
     assert img.format == "PNG" and img.size == (1280, 2000)

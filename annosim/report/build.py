@@ -13,7 +13,8 @@ from annosim import __version__
 from annosim.errors import ConfigError, InputError
 from annosim.engine import score
 from annosim.metrics.registry import Metric
-from annosim.report import aggregate, figures, qc, sensitivity, sensitivity_detail, stats, table1, tables
+from annosim.report import (aggregate, figures, qc, sensitivity, sensitivity_detail, stats, table1, tables, viewer,
+                            viewer_data)
 from annosim.report.results_io import RunResults, load_predictions, read_runs
 from annosim.report.reference_table import reference_display
 from annosim.report.html import Page
@@ -71,7 +72,8 @@ class ReportOutputs:
 
 
 def analyse(runs: list[RunResults], config: stats.StatsConfig) -> dict[str, pd.DataFrame]:
-    """Carried-forward rounds, objects, summary and curves of several runs together."""
+    """Carried-forward rounds, objects and summary of several runs together (the figures'
+    curves are computed from the rounds by :func:`annosim.report.figures.figure_curves`)."""
     full = []
     for run in runs:
         if run.rounds.empty:
@@ -83,8 +85,7 @@ def analyse(runs: list[RunResults], config: stats.StatsConfig) -> dict[str, pd.D
     allr = pd.concat(full, ignore_index=True)
     metrics = run_metrics(runs)
     objects = stats.object_table(allr, config.noc_thresholds, metrics)
-    return {"rounds": allr, "objects": objects, "summary": stats.summarize(objects, config, metrics),
-            "curves": stats.curves(allr)}
+    return {"rounds": allr, "objects": objects, "summary": stats.summarize(objects, config, metrics)}
 
 
 def run_metrics(runs: list[RunResults]) -> tuple[Metric, ...]:
@@ -96,12 +97,15 @@ def run_metrics(runs: list[RunResults]) -> tuple[Metric, ...]:
     return tuple(seen.values())
 
 
-def _qc_images(runs: list[RunResults], objects: pd.DataFrame, out: Path, cfg: ReportConfig) -> tuple[list[tuple[str, Path]], list[str]]:
+def _qc_images(runs: list[RunResults], objects: pd.DataFrame, out: Path,
+               cfg: ReportConfig) -> tuple[list[tuple[str, Path, Path | None]], list[str]]:
     """QC PNGs of the worst/median/best object per (run, protocol, structure, setting).
 
-    Returns (caption, path) pairs and notes about what could not be drawn.
+    Objects whose predictions were saved also get a replay viewer page (``viewer/<run>/*.html``,
+    :mod:`annosim.report.viewer`), linked from the caption. Returns (caption, path, viewer page or
+    None) triples and notes about what could not be drawn.
     """
-    images: list[tuple[str, Path]] = []
+    images: list[tuple[str, Path, Path | None]] = []
     notes: list[str] = []
     for run in runs:
         objs = objects[objects["run"] == run.path.name]
@@ -165,7 +169,13 @@ def _qc_images(runs: list[RunResults], objects: pd.DataFrame, out: Path, cfg: Re
             short = f"{row['label_name']} - {setting} - {rank} - case {case}"
             qc.render_object(qc.QCObject(short, case_obj.image, case_obj.label == label, rr, obj_prompts, preds,
                                          protocol=proto, geometry=case_obj.geometry), path, cfg.qc_dpi)
-            images.append((title, path))
+            page = None
+            if any(v is not None for v in saved.values()):
+                page = out / "viewer" / figures.slug(run.path.name) / f"{stem}.html"
+                page.parent.mkdir(parents=True, exist_ok=True)
+                pane = viewer_data.pane_json(viewer.pane_source(run, row, case_obj))
+                page.write_text(viewer.page_html([pane], pane["title"]), encoding="utf-8")
+            images.append((title, path, page))
             drawn += 1
         if drawn and not saved_any:
             notes.append(f"{run.path.name}: predictions were not saved (annosim run --save-predictions), "
@@ -199,14 +209,15 @@ def _run_rows(runs: list[RunResults]) -> pd.DataFrame:
 
 
 def _clear_images(out: Path) -> None:
-    """Remove the PNG/SVG files an earlier report wrote under ``out/figures`` and ``out/qc``, so
+    """Remove the PNG/SVG/HTML files an earlier report wrote under ``out/figures``, ``out/qc`` and
+    ``out/viewer``, so
     that the page never mixes images of two reports."""
-    for sub in ("figures", "qc"):
+    for sub in ("figures", "qc", "viewer"):
         folder = out / sub
         if not folder.is_dir():
             continue
         for f in sorted(folder.rglob("*"), reverse=True):
-            if f.is_file() and f.suffix in (".png", ".svg"):
+            if f.is_file() and f.suffix in (".png", ".svg", ".html"):
                 f.unlink()
             elif f.is_dir() and not any(f.iterdir()):
                 f.rmdir()
@@ -327,8 +338,8 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
         page.paragraph(n, "warn")
     if not config.qc:
         page.paragraph("QC images were not requested (--no-qc).", "meta")
-    for caption, path in qc_images:
-        page.image(path, caption)
+    for caption, path, viewer_page in qc_images:
+        page.image(path, caption, [viewer_page] if viewer_page else None)
     errors = [dict(run=r.path.name, **e) for r in runs for e in r.errors]
     page.heading("Errors", anchor="errors")
     if errors:
@@ -336,4 +347,4 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     else:
         page.paragraph("No case or object failed.")
     html_path = page.write(out / "report.html")
-    return ReportOutputs(out, html_path, written, figs, [p for _, p in qc_images], qc_notes)
+    return ReportOutputs(out, html_path, written, figs, [p for _, p, _ in qc_images], qc_notes)

@@ -29,6 +29,12 @@ def png_data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
+def _link_name(path: Path) -> str:
+    """Text of a link to another form of a figure: ``viewer`` for an HTML page, else the suffix."""
+    suffix = Path(path).suffix.lower()
+    return "replay viewer" if suffix == ".html" else suffix[1:].upper()
+
+
 @dataclass
 class Page:
     """An HTML page built section by section (each method appends escaped markup)."""
@@ -63,7 +69,7 @@ class Page:
         """Embed a PNG (base64) with a caption and links to other formats of it."""
         cap = html.escape(caption)
         if extra:
-            cap += " (" + ", ".join(f'<a href="{html.escape(self._rel(p))}">{html.escape(Path(p).suffix[1:].upper())}</a>'
+            cap += " (" + ", ".join(f'<a href="{html.escape(self._rel(p))}">{html.escape(_link_name(p))}</a>'
                                     for p in extra) + ")"
         self.parts.append(f'<figure><img src="{png_data_uri(png)}" alt="{html.escape(caption)}">'
                           f"<figcaption>{cap}</figcaption></figure>")
