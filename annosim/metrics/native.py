@@ -9,7 +9,11 @@ rows only (nan on the others). Adding a native metric is one entry here.
 
 from __future__ import annotations
 
+import numpy as np
+from scipy import ndimage
+
 from annosim.metrics.entry import Metric, RoundData
+from annosim.protocols.shen_rules import source_order
 
 
 def _iou(d: RoundData) -> float:
@@ -19,8 +23,54 @@ def _iou(d: RoundData) -> float:
     return 1.0 if union == 0 else int(si.sum()) / union
 
 
+def _shen_stack(d: RoundData) -> tuple[np.ndarray, np.ndarray]:
+    """Prediction and truth of the scored frames (the Shen video) stacked in the source's order
+    ``[f, ..., last, f-1, ..., first]`` (:func:`~annosim.protocols.shen_rules.source_order`)."""
+    video = np.flatnonzero(d.scored) if d.scored is not None else np.arange(d.pred.shape[0])
+    order = source_order(video)
+    return d.pred[order], d.gt[order]
+
+
+def _shen_dice(d: RoundData) -> float:
+    """MONAI ``DiceHelper`` on one channel (Shen M L77-100): ``2|P∧G| / (|P|+|G|)`` over the
+    video, nan when the truth is empty."""
+    sp, sg, si = d.scored_counts
+    g = int(sg.sum())
+    return float("nan") if g == 0 else 2.0 * int(si.sum()) / (int(sp.sum()) + g)
+
+
+def _edges(mask: np.ndarray) -> np.ndarray:
+    """``mask XOR binary_erosion(mask)`` with scipy's default 6-connected cross (MONAI
+    ``get_mask_edges``)."""
+    return mask ^ ndimage.binary_erosion(mask)
+
+
+def _shen_nsd(d: RoundData) -> float:
+    """MONAI ``compute_surface_dice`` at 1 voxel, voxel units, on the video stacked in the
+    source's permuted order (Shen M L77-100): (pred edges within 1 of GT edges + GT edges within
+    1 of pred edges) / all edges; 0 when one mask is empty, nan when both are."""
+    p, g = _shen_stack(d)
+    union = p | g
+    if not union.any():
+        return float("nan")
+    if not p.any() or not g.any():
+        return 0.0
+    lo = np.argwhere(union).min(axis=0)
+    hi = np.argwhere(union).max(axis=0) + 1
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    ep, eg = (np.pad(m[box], 1) for m in (p, g))
+    ep, eg = _edges(ep), _edges(eg)
+    d_pg = ndimage.distance_transform_edt(~eg)[ep]
+    d_gp = ndimage.distance_transform_edt(~ep)[eg]
+    return float(((d_pg <= 1).sum() + (d_gp <= 1).sum()) / (d_pg.size + d_gp.size))
+
+
 #: Every native metric, in column order.
 NATIVE: tuple[Metric, ...] = (
     Metric("iou", "iou", _iou, summary="nanmean", label="IoU", source="RITM (Sofiiuk et al. 2022)",
            native=True),
+    Metric("shen_dice", "shen_dice", _shen_dice, summary="nanmean", label="Shen Dice",
+           source="Shen et al. 2024 (MONAI Dice on the video)", native=True),
+    Metric("shen_nsd", "shen_nsd", _shen_nsd, surface=True, summary="nanmean", label="Shen NSD@1vox",
+           source="Shen et al. 2024 (MONAI NSD, 1 voxel, source frame order)", native=True),
 )

@@ -62,16 +62,17 @@ PROTOCOLS: tuple[ProtocolEntry, ...] = (
     ),
     ProtocolEntry(
         "shen2024-points", "annosim.protocols.shen2024:Shen2024Points",
-        "Shen et al. 2024: up to 5 iterative clicks on the centre slice (he2024 initial-slice rule), "
-        "one propagation.",
-        "GT clicks (error regions) on the GT-centre slice",
-        "Shen et al. 2024, arXiv:2408.02635 (reviewed in He et al. 2024)",
+        "Shen et al. 2024: video = slices with >256 GT px (last dropped), up to 5 deepest-point "
+        "clicks on its frame N//2 (skipped if <=100 px), forward then unreset reverse pass.",
+        "GT slice counts (video), FN/FP error regions of the frame N//2",
+        "Shen et al. 2024, arXiv:2408.02635; github.com/Chuyun-Shen/SAM_2_Medical_3D",
     ),
     ProtocolEntry(
         "shen2024-mask", "annosim.protocols.shen2024:Shen2024Mask",
-        "Shen et al. 2024: the GT mask of the centre slice as the prompt, one propagation.",
-        "GT mask of the GT-centre slice",
-        "Shen et al. 2024, arXiv:2408.02635 (reviewed in He et al. 2024)",
+        "Shen et al. 2024: video = slices with >256 GT px (last dropped), the GT mask of its frame "
+        "N//2, forward then unreset reverse pass.",
+        "GT slice counts (video), GT mask of the frame N//2",
+        "Shen et al. 2024, arXiv:2408.02635; github.com/Chuyun-Shen/SAM_2_Medical_3D",
     ),
     ProtocolEntry(
         "dong2024", "annosim.protocols.dong2024:Dong2024",
