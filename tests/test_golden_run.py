@@ -6,7 +6,11 @@ again when he2024 was made to read the paper literally (issue 13: whole-foregrou
 start-slice tie positive, worst slice among truth-or-prediction frames, one random stream per
 object for both settings); the shen2024-points and cvpr25 rows did not change then. The cvpr25
 rows were recorded again when it was made to follow the challenge's code (issue 14: upper-median
-box slice with the source's margin, six rounds, seeded choice among equal maxima)."""
+box slice with the source's margin, six rounds, seeded choice among equal maxima). The
+shen2024-points rows were recorded again when it was made to follow Shen et al.'s code (issue 14:
+the >256-pixel video, frame N // 2, deepest-point clicks, two passes, native shen_dice and
+shen_nsd columns); the he2024 and cvpr25 values did not change then (only the two new empty
+columns were added to their rows)."""
 
 from __future__ import annotations
 

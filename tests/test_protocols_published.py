@@ -20,6 +20,7 @@ from annosim.protocols.prompts import (
     quantile_slices,
 )
 from annosim.protocols.registry import get_protocol, list_protocols
+from annosim.protocols.shen_rules import conditioning_frame, select_video
 from annosim.engine.unit import UnitContext, run_unit
 from scripted_boxes import ScriptedBoxModel
 
@@ -108,7 +109,8 @@ def test_string_parameters_are_converted_and_checked():
     assert get_protocol("cvpr25", crop_z="false").params.crop_z is False
     for name, bad in (("dong2024", {"slices": "2"}), ("dong2024", {"prompt": "scribble"}),
                       ("zhu2024", {"probability": "1.5"}), ("ritm-noc", {"target": "0"}),
-                      ("ma2024-box", {"margin": "-1"}), ("shen2024-mask", {"clicks": "5"})):
+                      ("ma2024-box", {"margin": "-1"}), ("shen2024-mask", {"clicks": "5"}),
+                      ("shen2024-points", {"threshold": "-1"})):
         with pytest.raises(ConfigError):
             get_protocol(name, **bad)
 
@@ -155,19 +157,6 @@ def test_ma2024_box_middle_of_truth_within_frames_and_margin():
 
 
 # --- shen2024 ---------------------------------------------------------------------------------
-def test_shen2024_points_is_the_initial_slice_rule_then_one_round():
-    gt = slab((5, 40, 40), range(1, 4), (10, 30), (10, 30))
-    model = ScriptedBoxModel()  # predicts nothing: all 5 clicks are used, prediction stays bad
-    out = run(get_protocol("shen2024-points"), model, gt)
-    calls = model.click_calls()
-    assert calls[0] == ("add_clicks", 2, [(19, 19, 1)], False)  # he2024 first click
-    assert len(calls) == 5 and {c[1] for c in calls} == {2}
-    assert model.n_propagate == 1
-    assert [(o.round, o.clicks, o.annotated_slices) for o in out] == [(1, 5, 1)]
-    out3 = run(get_protocol("shen2024-points", clicks=3), ScriptedBoxModel(), gt)
-    assert out3[0].clicks == 3
-
-
 def _top_heavy():
     """Slices 0-2 large (20x20), slices 3-8 tiny (2x2): centroid slice 1, middle slice 4."""
     gt = slab((10, 40, 40), range(0, 3), (10, 30), (10, 30))
@@ -175,16 +164,9 @@ def _top_heavy():
     return gt
 
 
-def test_shen2024_mask_gives_the_truth_of_the_centroid_slice():
+def test_ma2024_box_uses_the_middle_of_the_z_extent():
+    """(the shen2024 rules are in tests/test_protocol_shen2024.py)"""
     gt = _top_heavy()
-    model = ScriptedBoxModel(volume_fn=lambda m: gt)
-    out = run(get_protocol("shen2024-mask"), model, gt)
-    assert model.kinds() == ["start_object", "add_mask", "propagate"]
-    _, z, mask = model.calls[1]
-    assert z == 1 and np.array_equal(mask, gt[1])
-    assert (out[0].round, out[0].clicks, out[0].annotated_slices) == (1, 0, 1)
-    assert out[0].prompts[0].to_record() == {"kind": "mask", "z": 1}
-    # ma2024 on the same object uses the middle of the z extent instead
     box_model = ScriptedBoxModel()
     run(get_protocol("ma2024-box"), box_model, gt)
     assert box_model.calls[1] == ("add_box", 4, (18, 18, 19, 19))
@@ -312,7 +294,19 @@ def check_rows(result, case, protocol_names, target=0.90, max_clicks=20, cvpr_cl
     prompts: dict[tuple, list[dict]] = {}
     for p in result.prompts:
         prompts.setdefault((p["protocol"], p["label"], p["setting"]), []).append(p)
-    assert {k[0] for k in units} == set(protocol_names)
+    # Shen skips an object without a >256-pixel video (or <= 100 px on its frame), as the source
+    labels = {k[1] for k in units}
+    for name in protocol_names:
+        got = {(k[1], k[2]) for k in units if k[0] == name}
+        if name.startswith("shen2024"):
+            want = set()
+            for label in labels:
+                v = select_video(case.label == label)
+                if v.size and (name == "shen2024-mask" or (case.label[conditioning_frame(v)] == label).sum() > 100):
+                    want |= {(label, "full"), (label, "fg-only")}
+            assert got == want, name
+        else:
+            assert got, name
     for (name, label, setting), rows in units.items():
         gt = case.label == label
         fg = set(np.flatnonzero(gt.any(axis=(1, 2))).tolist())
@@ -328,11 +322,12 @@ def check_rows(result, case, protocol_names, target=0.90, max_clicks=20, cvpr_cl
             z = middle_slice(gt)
             boxes = [(p["kind"], p["z"], p["y0"], p["x0"], p["y1"], p["x1"]) for p in ps]
             assert rounds == [1] and boxes == [("box", z, *bounding_box(gt[z]))]
-        elif name == "shen2024-points":
-            assert rounds == [1] and 1 <= clicks[0] <= 5 and len(ps) == clicks[0]
-            assert {p["z"] for p in ps} == {first_click(gt)[0]}
-        elif name == "shen2024-mask":
-            assert rounds == [1] and [(p["kind"], p["z"]) for p in ps] == [("mask", first_click(gt)[0])]
+        elif name in ("shen2024-points", "shen2024-mask"):  # Shen: N // 2 of the >256-pixel video
+            video = select_video(gt)
+            assert rounds == [1]
+            if video.size:
+                assert {p["z"] for p in ps} == {conditioning_frame(video)}
+                assert [p["kind"] for p in ps] == (["mask"] if name == "shen2024-mask" else ["point"] * clicks[0])
         elif name == "dong2024":
             assert rounds == [1] and clicks == [1] and ps[0]["z"] == middle_slice(gt) and ps[0]["positive"]
         elif name == "zhu2024":
