@@ -31,6 +31,10 @@ ORIENTATIONS: tuple[str, ...] = ("canonical", "as-stored")
 #: each structure's objects, or as the reference script of He et al. 2024 (annosim.report.aggregate).
 AGGREGATIONS: tuple[str, ...] = ("per-object", "reference")
 
+#: ``annosim report --viewers``: replay viewer pages for the QC objects, every object with saved
+#: predictions, or none (:mod:`annosim.report.viewer_pages`).
+VIEWER_CHOICES: tuple[str, ...] = ("qc", "all", "none")
+
 #: Stages of an error line: where in the run it was raised.
 STAGES: tuple[str, ...] = (
     "read",  # reading or checking the case's files

@@ -191,3 +191,31 @@ def test_report_links_each_qc_object_to_its_viewer(run_dir, tmp_path):
     for link in links:
         viewer = (out / link).read_text()
         assert '<pre id="viewer-state">' in viewer and "viewer-data" in viewer
+
+
+def test_viewer_sets_two_runs_beside_each_other(run_dir, chromium, tmp_path):
+    import shutil
+
+    other = tmp_path / "other-run"
+    shutil.copytree(run_dir, other, ignore=shutil.ignore_patterns(".annosim.lock"))
+    page = tmp_path / "two.html"
+    assert main(["view", str(run_dir), str(other), "--out", str(page), "--structure", "pancreas",
+                 "--setting", "full"]) == 0
+    state = _state(chromium, page, "slice=5&round=8", tmp_path)
+    a, b = state["panes"]
+    assert a["heading"].startswith("run:") and b["heading"].startswith("other-run:")
+    assert a["overTracked"] == b["overTracked"] == [0, 1] and a["sliceDice"] == b["sliceDice"]
+    assert main(["view", str(run_dir), str(other), "--out", str(tmp_path / "x.html"), "--structure", "pancreas",
+                 "--setting", "full", "--protocol", "cvpr25"]) == 2  # nothing matches
+
+
+def test_report_viewers_all_links_every_object_row(run_dir, tmp_path):
+    out = tmp_path / "rep"
+    assert main(["report", str(run_dir), "--out", str(out), "--n-boot", "200", "--no-qc", "--viewers", "all"]) == 0
+    page = (out / "report.html").read_text()
+    rows = re.findall(r"<tr><td>run</td><td>(\w+)</td><td>([\w-]+)</td>.*?<a href=\"([^\"]+)\">replay</a>", page)
+    assert sorted((s, st) for s, st, _ in rows) == [("gallbladder", "fg-only"), ("gallbladder", "full"),
+                                                     ("pancreas", "fg-only"), ("pancreas", "full")]
+    assert all((out / link).is_file() for _, _, link in rows)
+    assert main(["report", str(run_dir), "--out", str(out), "--n-boot", "200", "--no-qc", "--viewers", "none"]) == 0
+    assert "replay</a>" not in (out / "report.html").read_text() and not list((out / "viewer").rglob("*.html"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from annosim.errors import ConfigError
-from annosim.schema import AGGREGATIONS
+from annosim.schema import AGGREGATIONS, VIEWER_CHOICES
 from annosim.files import check_out_folder
 from annosim.report.figures import X_CHOICES
 
@@ -39,8 +39,12 @@ def _labels(text: str | None) -> tuple[str, ...]:
 @click.option("--x", "x_axis", type=click.Choice(X_CHOICES), default="round", show_default=True,
               help="x axis of the figures: the round (pass, the paper's 'number of annotated frames'), distinct "
                    "annotated slices, or clicks.")
+@click.option("--viewers", type=click.Choice(VIEWER_CHOICES), default="qc", show_default=True,
+              help="Replay viewer pages (annosim view) for the QC objects, every object with saved predictions, "
+                   "or none; the objects table links each object to its page.")
 def report(run_dirs: tuple[str, ...], out: str, dataset_name: str | None, paper_datasets: tuple[str, ...],
-           n_boot: int, seed: int, qc: bool, qc_labels: str | None, aggregation: str, x_axis: str) -> None:
+           n_boot: int, seed: int, qc: bool, qc_labels: str | None, aggregation: str, x_axis: str,
+           viewers: str) -> None:
     """Tables, figures, Table-1 view and one HTML page from one or more results folders.
 
     Writes summary.{csv,md,tex}, table1.{csv,md,tex} (one column group per model),
@@ -58,7 +62,7 @@ def report(run_dirs: tuple[str, ...], out: str, dataset_name: str | None, paper_
         raise ConfigError(f"--paper-dataset {', '.join(bad)}: expected one of {', '.join(sorted(known))}")
     cfg = ReportConfig(stats=StatsConfig(n_boot=n_boot, seed=seed), dataset_name=dataset_name,
                        paper_datasets=list(paper_datasets) or None, qc=qc, qc_labels=_labels(qc_labels),
-                       aggregate=aggregation, x=x_axis)
+                       aggregate=aggregation, x=x_axis, viewers=viewers)
     res = build_report([Path(p) for p in run_dirs], out, cfg)
     click.echo(f"report: {res.html}")
     for note in res.qc_notes:

@@ -13,8 +13,8 @@ from annosim import __version__
 from annosim.errors import ConfigError, InputError
 from annosim.engine import score
 from annosim.metrics.registry import Metric
-from annosim.report import (aggregate, figures, qc, sensitivity, sensitivity_detail, stats, table1, tables, viewer,
-                            viewer_data)
+from annosim.report import (aggregate, figures, qc, sensitivity, sensitivity_detail, stats, table1, tables,
+                            viewer_pages)
 from annosim.report.results_io import RunResults, load_predictions, read_runs
 from annosim.report.reference_table import reference_display
 from annosim.report.html import Page
@@ -46,6 +46,9 @@ class ReportConfig:
     x : str
         x axis of the figures: ``round`` (default), ``slices`` or ``clicks``
         (:data:`annosim.report.figures.X_CHOICES`).
+    viewers : str
+        Replay viewer pages (:data:`annosim.schema.VIEWER_CHOICES`): for the QC
+        objects (default), for every object with saved predictions, or none.
     """
 
     stats: stats.StatsConfig = field(default_factory=stats.StatsConfig)
@@ -57,6 +60,7 @@ class ReportConfig:
     figure_dpi: int = 120
     qc_dpi: int = 80
     x: str = "round"
+    viewers: str = "qc"
 
 
 @dataclass
@@ -169,12 +173,7 @@ def _qc_images(runs: list[RunResults], objects: pd.DataFrame, out: Path,
             short = f"{row['label_name']} - {setting} - {rank} - case {case}"
             qc.render_object(qc.QCObject(short, case_obj.image, case_obj.label == label, rr, obj_prompts, preds,
                                          protocol=proto, geometry=case_obj.geometry), path, cfg.qc_dpi)
-            page = None
-            if any(v is not None for v in saved.values()):
-                page = out / "viewer" / figures.slug(run.path.name) / f"{stem}.html"
-                page.parent.mkdir(parents=True, exist_ok=True)
-                pane = viewer_data.pane_json(viewer.pane_source(run, row, case_obj))
-                page.write_text(viewer.page_html([pane], pane["title"]), encoding="utf-8")
+            page = viewer_pages.write_page(out, run, row, case_obj) if cfg.viewers != "none" else None
             images.append((title, path, page))
             drawn += 1
         if drawn and not saved_any:
@@ -297,6 +296,8 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     qc_notes: list[str] = []
     if config.qc:
         qc_images, qc_notes = _qc_images(runs, res["objects"], out, config)
+    if config.viewers == "all":
+        viewer_pages.write_all(out, runs, res["objects"], qc_notes)
 
     page = Page("annosim report", out)
     page.paragraph(f"Generated {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by annosim "
@@ -340,6 +341,9 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
         page.paragraph("QC images were not requested (--no-qc).", "meta")
     for caption, path, viewer_page in qc_images:
         page.image(path, caption, [viewer_page] if viewer_page else None)
+    page.heading("Objects", anchor="objects")
+    page.folded(f"Every object ({len(res['objects'])}), with its replay viewer where one was written "
+                "(--viewers qc|all|none)", viewer_pages.objects_table(out, runs, res["objects"]))
     errors = [dict(run=r.path.name, **e) for r in runs for e in r.errors]
     page.heading("Errors", anchor="errors")
     if errors:
