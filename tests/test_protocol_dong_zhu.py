@@ -171,3 +171,38 @@ def test_zhu2024_click_mode_one_truth_pixel_from_the_run_rng():
     run(get_protocol("zhu2024", prompt="point"), m, g)
     (name, z, pts, labels), = [c for c in m.calls if c[0] == "add_clicks"]
     assert z == 0 and labels == [1] and g[0][tuple(pts[0])]
+
+
+# --- native metrics ---------------------------------------------------------------------------
+
+def _data(pred_rows, gt_rows, scored):
+    from annosim.metrics.entry import RoundData
+    z = len(gt_rows)
+    p = np.zeros((z, 1, 4), bool)
+    g = np.zeros((z, 1, 4), bool)
+    for i, (a, b) in enumerate(zip(pred_rows, gt_rows)):
+        p[i, 0, :a] = True
+        g[i, 0, :b] = True
+    return RoundData(p, g, (1, 1, 1), 1.0, scored)
+
+
+def test_dong_weighting_on_given_per_frame_ious():
+    """eval_sam2_3d.py: the list extended with itself; bidirectional counts 0..prompt 4x.
+    Frame IoUs 1/4, 2/4, 4/4 (frame 3 has empty truth: ignored)."""
+    from annosim.metrics.native import _dong_iou, _dong_iou_weighted
+    from annosim.protocols.dong2024 import dong_weights
+    d = _data([1, 2, 4, 3], [4, 4, 4, 0], dong_weights(np.ones(4, bool), 0, True))
+    assert _dong_iou(d) == pytest.approx((0.25 + 0.5 + 1.0) / 3)
+    assert _dong_iou_weighted(d) == pytest.approx((4 * 0.25 + 2 * 0.5 + 2 * 1.0) / 8)
+    uni = _data([1, 2, 4, 3], [4, 4, 4, 0], dong_weights(np.ones(4, bool), 0, False))
+    assert _dong_iou_weighted(uni) == pytest.approx(_dong_iou(uni))
+
+
+def test_zhu_empty_vs_empty_scores_one_and_scored_frames_only():
+    """Medical-SAM2 utils.py eval_seg: (I + 1e-6)/(U + 1e-6) and (2I + 1e-4)/(|P|+|G|+1e-4);
+    empty vs empty = 1; only the scored (first-quarter) frames count."""
+    from annosim.metrics.native import _zhu_pair
+    d = _data([0, 2, 4], [0, 4, 0], np.array([True, True, False]))
+    dice, iou = _zhu_pair(d)
+    assert iou == pytest.approx((1.0 + (2 + 1e-6) / (4 + 1e-6)) / 2)
+    assert dice == pytest.approx((1.0 + (4 + 1e-4) / (6 + 1e-4)) / 2)

@@ -80,6 +80,20 @@ def dong_frame(gt: np.ndarray, mode: str) -> int:
     return int(np.argmax(areas))
 
 
+def dong_weights(fm: np.ndarray, z: int, bidirectional: bool) -> np.ndarray:
+    """The source's per-frame weights (Z,) float: its global IoU list extended with itself
+    counts every frame 2x, or 4x for frames 0..z and 2x after when bidirectional; 0 off the
+    frame mask ``fm``.
+
+    >>> dong_weights(np.ones(4, bool), 1, True).tolist()
+    [4.0, 4.0, 2.0, 2.0]
+    """
+    w = np.where(fm, 2.0, 0.0)
+    if bidirectional:
+        w[: z + 1] *= 2.0
+    return w
+
+
 def dong_prompt(
     sl: np.ndarray, z: int, kind: str, rng: np.random.Generator
 ) -> tuple[str, tuple[Any, ...], Prompt]:
@@ -100,6 +114,7 @@ class Dong2024(Protocol):
     """One point, box or mask on one frame, forward from frame 0 or bidirectional."""
 
     name = "dong2024"
+    native_metrics = ("dong_iou_weighted", "dong_iou")
 
     params_class = Dong2024Params
     params: Dong2024Params
@@ -132,7 +147,8 @@ class Dong2024(Protocol):
             pred = np.where(after[:, None, None], fwd, rev)
         pred &= fm[:, None, None]
         clicks = 1 if p.prompt == "point" else 0
-        yield RoundOutcome(1, pred, [prompt], 1, clicks, call.lap())
+        yield RoundOutcome(1, pred, [prompt], 1, clicks, call.lap(),
+                           dong_weights(fm, z, p.bidirectional))
 
 
 @dataclass(frozen=True)
@@ -157,6 +173,7 @@ class Dong2024Slice2D(Protocol):
     truth are skipped by the source and left empty here. One round, no propagation."""
 
     name = "dong2024-2d"
+    native_metrics = ("dong_iou",)
     prompt_kinds = ("slice2d",)
 
     params_class = Dong2024Slice2DParams

@@ -74,6 +74,7 @@ class Zhu2024(Protocol):
     """Boxes (or random points) on every other frame of the first quarter of the slab."""
 
     name = "zhu2024"
+    native_metrics = ("zhu_dice", "zhu_iou")
 
     params_class = Zhu2024Params
     params: Zhu2024Params
