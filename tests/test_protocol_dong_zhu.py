@@ -206,3 +206,26 @@ def test_zhu_empty_vs_empty_scores_one_and_scored_frames_only():
     dice, iou = _zhu_pair(d)
     assert iou == pytest.approx((1.0 + (2 + 1e-6) / (4 + 1e-6)) / 2)
     assert dice == pytest.approx((1.0 + (4 + 1e-4) / (6 + 1e-4)) / 2)
+
+
+def test_dong2024_and_zhu2024_end_to_end_with_classical_on_a_real_case(tmp_path):
+    """CLI run --limit 1 on ../shared/data (one label): native columns filled per protocol."""
+    import pathlib
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from annosim.cli import cli
+
+    d = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg-abdomen"
+    if not (d / "ct.nii.gz").exists():
+        pytest.skip("no shared CT case")
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["run", "--data", f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}",
+                                 "--label-names", str(d / "labels.json"), "--labels", "spleen",
+                                 "--protocol", "dong2024,zhu2024", "--settings", "full", "--limit", "1",
+                                 "--no-surface-metrics", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = pd.read_csv(out / "rounds.csv").set_index("protocol")
+    assert 0 <= rows.loc["dong2024", "dong_iou_weighted"] <= 1 and np.isnan(rows.loc["dong2024", "zhu_dice"])
+    assert 0 <= rows.loc["zhu2024", "zhu_dice"] <= 1 and np.isnan(rows.loc["zhu2024", "dong_iou"])
