@@ -102,13 +102,13 @@ def test_every_published_protocol_is_registered_with_its_oracle():
 
 
 def test_string_parameters_are_converted_and_checked():
-    p = get_protocol("dong2024", prompt="box", slices="3")
-    assert p.params.slices == "3" and p.requires == ("add_box", "propagate")
+    p = get_protocol("dong2024", prompt="box", bidirectional="true")
+    assert p.params.bidirectional is True and p.requires == ("add_box", "propagate")
     assert get_protocol("ritm-noc", target="0.85", max_clicks="7").params.max_clicks == 7
-    assert get_protocol("zhu2024", probability="0.5").params.probability == 0.5
+    assert get_protocol("zhu2024", prompt_freq="3").params.prompt_freq == 3
     assert get_protocol("cvpr25", crop_z="false").params.crop_z is False
-    for name, bad in (("dong2024", {"slices": "2"}), ("dong2024", {"prompt": "scribble"}),
-                      ("zhu2024", {"probability": "1.5"}), ("ritm-noc", {"target": "0"}),
+    for name, bad in (("dong2024", {"frame": "2"}), ("dong2024", {"prompt": "scribble"}),
+                      ("zhu2024", {"fraction": "0"}), ("ritm-noc", {"target": "0"}),
                       ("ma2024-box", {"margin": "-1"}), ("shen2024-mask", {"clicks": "5"}),
                       ("shen2024-points", {"threshold": "-1"})):
         with pytest.raises(ConfigError):
@@ -127,11 +127,11 @@ def test_protocols_command_lists_names_summaries_and_oracles():
     for name in ("he2024",) + PUBLISHED:
         assert any(line.startswith(name + " ") for line in text.output.splitlines())
     assert "uses truth: z-extent crop, GT box, GT clicks (3D error components)" in text.output
-    assert "parameters: prompt=point, slices=1" in text.output
+    assert "parameters: prompt=point, frame=median, bidirectional=False" in text.output
     rows = [json.loads(line) for line in CliRunner().invoke(cli, ["protocols", "--json"]).output.splitlines()]
     by_name = {r["name"]: r for r in rows}
     assert by_name["ritm-noc"]["params"] == {"target": 0.9, "max_clicks": 20, "select_from": "gt"}
-    assert by_name["zhu2024"]["uses_gt"] == "GT boxes or points on randomly drawn GT slices"
+    assert by_name["zhu2024"]["uses_gt"] .startswith("GT z-slab")
 
 
 # --- ma2024-box -------------------------------------------------------------------------------
@@ -172,100 +172,7 @@ def test_ma2024_box_uses_the_middle_of_the_z_extent():
     assert box_model.calls[1] == ("add_box", 4, (18, 18, 19, 19))
 
 
-# --- dong2024 ---------------------------------------------------------------------------------
-def _two_components(shape=(12, 32, 32), zs=range(2, 11)):
-    """Per slice: a long 5 x 28 bar (140 px, depth 3, deepest (4, 4)) and a 9 x 9 square
-    (81 px, depth 5 at (16, 16)): the largest component is not the deepest one."""
-    gt = slab(shape, zs, (2, 7), (2, 30))
-    for z in zs:
-        gt[z, 12:21, 12:21] = True
-    return gt
-
-
-def test_dong2024_point_at_deepest_pixel_of_largest_2d_component():
-    gt = _two_components()
-    model = ScriptedBoxModel()
-    out = run(get_protocol("dong2024"), model, gt)
-    assert model.kinds() == ["start_object", "add_clicks", "propagate"]
-    assert model.click_calls() == [("add_clicks", 6, [(4, 4, 1)], False)]
-    assert (out[0].round, out[0].clicks, out[0].annotated_slices) == (1, 1, 1)
-
-
-def test_dong2024_three_slices_box_covers_the_whole_slice_truth():
-    gt = _two_components()
-    model = ScriptedBoxModel()
-    out = run(get_protocol("dong2024", prompt="box", slices="3"), model, gt)
-    assert model.calls_of("add_box") == [("add_box", z, (2, 2, 20, 29)) for z in (4, 6, 8)]
-    assert model.n_propagate == 1
-    assert (out[0].clicks, out[0].annotated_slices) == (0, 3)
-
-
-def test_dong2024_points_on_three_slices():
-    gt = _two_components()
-    model = ScriptedBoxModel()
-    out = run(get_protocol("dong2024", slices="3"), model, gt)
-    assert [c[1:3] for c in model.click_calls()] == [(4, [(4, 4, 1)]), (6, [(4, 4, 1)]), (8, [(4, 4, 1)])]
-    assert (out[0].clicks, out[0].annotated_slices) == (3, 3)
-
-
-def test_dong2024_mask_on_every_foreground_slice_of_the_frames():
-    gt = _two_components(zs=[1, 2, 3, 7, 8])
-    model = ScriptedBoxModel()
-    frames = np.array([0, 1, 2, 3, 4, 5, 6, 7])
-    out = run(get_protocol("dong2024", prompt="mask", slices="all"), model, gt, frames=frames)
-    masks = model.calls_of("add_mask")
-    assert [c[1] for c in masks] == [1, 2, 3, 7]  # slice 8 is outside the frames
-    assert all(np.array_equal(m, gt[z]) for _, z, m in masks)
-    assert (out[0].round, out[0].clicks, out[0].annotated_slices) == (1, 0, 4)
-
-
-# --- zhu2024 ----------------------------------------------------------------------------------
-def test_zhu2024_seeded_selection_is_a_bernoulli_draw_per_foreground_slice():
-    gt = slab((40, 20, 20), range(3, 37), (5, 9), (6, 11))  # 34 foreground slices
-    model = ScriptedBoxModel()
-    out = run(get_protocol("zhu2024"), model, gt, rng=np.random.default_rng(11))
-    expected = np.arange(3, 37)[np.random.default_rng(11).random(34) < 0.25]
-    assert expected.size > 0
-    assert model.calls_of("add_box") == [("add_box", int(z), (5, 6, 8, 10)) for z in expected]
-    assert out[0].annotated_slices == expected.size and out[0].clicks == 0
-    again = ScriptedBoxModel()
-    run(get_protocol("zhu2024"), again, gt, rng=np.random.default_rng(11))
-    assert again.calls == model.calls
-    other = ScriptedBoxModel()
-    run(get_protocol("zhu2024"), other, gt, rng=np.random.default_rng(12))
-    assert other.calls != model.calls
-
-
-def test_zhu2024_probability_structure():
-    gt = slab((4000, 3, 3), range(0, 4000), (0, 2), (0, 2))
-    zs = [c[1] for c in _zhu_calls(gt, 0.25, seed=1)]
-    assert 0.23 < len(zs) / 4000 < 0.27  # 1000 expected, sd 27
-    assert len(_zhu_calls(gt[:50], 1.0, seed=1)) == 50
-    # probability 0: the fallback prompts the middle slice alone
-    assert [c[1] for c in _zhu_calls(gt[:50], 0.0, seed=1)] == [24]
-
-
-def _zhu_calls(gt, probability, seed):
-    model = ScriptedBoxModel()
-    run(get_protocol("zhu2024", probability=probability), model, gt, rng=np.random.default_rng(seed))
-    return model.calls_of("add_box")
-
-
-def test_zhu2024_point_is_a_seeded_uniform_truth_pixel():
-    gt = slab((12, 20, 20), range(2, 10), (4, 9), (3, 15))
-    gt[5, 15, 15] = True
-    model = ScriptedBoxModel()
-    out = run(get_protocol("zhu2024", prompt="point", probability=0.5), model, gt,
-              rng=np.random.default_rng(4))
-    rng = np.random.default_rng(4)
-    chosen = np.arange(2, 10)[rng.random(8) < 0.5]
-    expected = []
-    for z in chosen:
-        coords = np.argwhere(gt[z])
-        y, x = coords[int(rng.integers(coords.shape[0]))]
-        expected.append(("add_clicks", int(z), [(int(y), int(x), 1)], False))
-    assert model.click_calls() == expected and len(expected) > 1
-    assert out[0].clicks == len(expected) == out[0].annotated_slices
+# --- dong2024, dong2024-2d, zhu2024: tests/test_protocol_dong_zhu.py ---------------------------
 
 
 # --- cvpr25, ritm-noc: tests/test_protocol_cvpr25.py, tests/test_protocol_ritm.py --------------

@@ -28,8 +28,9 @@ class RoundData:
     """One round's masks and what several metrics share, computed at most once.
 
     ``pred``, ``gt``: bool (Z, Y, X); ``spacing`` (sz, sy, sx) mm; ``nsd_tolerance`` mm;
-    ``scored``: bool (Z,) frames the protocol's source scores (``None``: every frame), read by
-    native metrics through :attr:`scored_counts`.
+    ``scored``: (Z,) frames the protocol's source scores (``None``: every frame), read by
+    native metrics through :attr:`scored_counts`; bool, or non-negative per-frame weights (a
+    frame scores where its weight is > 0; :attr:`frame_weights` keeps the weights).
     """
 
     def __init__(self, pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float], nsd_tolerance: float,
@@ -41,10 +42,12 @@ class RoundData:
         self.pred, self.gt = pred, gt
         self.spacing = tuple(float(s) for s in spacing)
         self.nsd_tolerance = float(nsd_tolerance)
+        self.frame_weights: np.ndarray | None = None
         if scored is not None:
-            scored = np.asarray(scored, dtype=bool)
-            if scored.shape != (pred.shape[0],):
-                raise ValueError(f"scored frames {scored.shape} must be ({pred.shape[0]},)")
+            weights = np.asarray(scored, dtype=np.float64)
+            if weights.shape != (pred.shape[0],):
+                raise ValueError(f"scored frames {weights.shape} must be ({pred.shape[0]},)")
+            self.frame_weights, scored = weights, weights > 0
         self.scored = scored
 
     @cached_property

@@ -65,6 +65,41 @@ def _shen_nsd(d: RoundData) -> float:
     return float(((d_pg <= 1).sum() + (d_gp <= 1).sum()) / (d_pg.size + d_gp.size))
 
 
+def _frame_ious(d: RoundData) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame IoU and weight on the scored frames where the truth is non-empty (Dong)."""
+    sp, sg, si = d.scored_counts
+    keep = sg > 0
+    w = np.ones(sg.shape) if d.frame_weights is None else d.frame_weights
+    return si[keep] / (sp + sg - si)[keep], w[keep]
+
+
+def _dong_iou(d: RoundData) -> float:
+    """Dong 2024 (eval_sam2_3d.py): mean per-frame IoU over frames with truth (empty-truth
+    frames score -1 there and are ignored), every frame once; nan when none."""
+    iou, _ = _frame_ious(d)
+    return float(iou.mean()) if iou.size else float("nan")
+
+
+def _dong_iou_weighted(d: RoundData) -> float:
+    """Dong 2024 as its code pools it: the global list extended with itself weights each frame
+    2x, or 4x up to the prompt frame and 2x after it when bidirectional (the frame weights the
+    protocol gives)."""
+    iou, w = _frame_ious(d)
+    return float((iou * w).sum() / w.sum()) if iou.size else float("nan")
+
+
+def _zhu_pair(d: RoundData) -> tuple[float, float]:
+    """Zhu 2024 (func_3d/utils.py): mean over the scored frames, empty-truth frames included, of
+    IoU = (I + 1e-6) / (U + 1e-6) and Dice = (2I + 1e-4) / (|P| + |G| + 1e-4). The source
+    averages five logit thresholds; on a binary mask all five give the same value."""
+    sp, sg, si = d.counts
+    frames = np.arange(sp.size) if d.scored is None else np.flatnonzero(d.scored)
+    sp, sg, si = sp[frames], sg[frames], si[frames]
+    iou = (si + 1e-6) / (sp + sg - si + 1e-6)
+    dice = (2 * si + 1e-4) / (sp + sg + 1e-4)
+    return float(dice.mean()), float(iou.mean())
+
+
 #: Every native metric, in column order.
 NATIVE: tuple[Metric, ...] = (
     Metric("iou", "iou", _iou, summary="nanmean", label="IoU", source="RITM (Sofiiuk et al. 2022)",
@@ -73,4 +108,14 @@ NATIVE: tuple[Metric, ...] = (
            source="Shen et al. 2024 (MONAI Dice on the video)", native=True),
     Metric("shen_nsd", "shen_nsd", _shen_nsd, surface=True, summary="nanmean", label="Shen NSD@1vox",
            source="Shen et al. 2024 (MONAI NSD, 1 voxel, source frame order)", native=True),
+
+
+    Metric("dong_iou_weighted", "dong_iou_weighted", _dong_iou_weighted, summary="nanmean",
+           label="IoU (Dong, weighted)", source="Dong et al. 2024 (eval_sam2_3d.py)", native=True),
+    Metric("dong_iou", "dong_iou", _dong_iou, summary="nanmean", label="IoU (Dong)",
+           source="Dong et al. 2024 (eval_sam2_3d.py, unweighted)", native=True),
+    Metric("zhu_dice", "zhu_dice", lambda d: _zhu_pair(d)[0], label="Dice (Zhu)",
+           source="Zhu et al. 2024 (Medical-SAM2 func_3d)", native=True),
+    Metric("zhu_iou", "zhu_iou", lambda d: _zhu_pair(d)[1], label="IoU (Zhu)",
+           source="Zhu et al. 2024 (Medical-SAM2 func_3d)", native=True),
 )

@@ -57,9 +57,9 @@ class RoundOutcome:
         Clicks that reached the model so far (cumulative).
     model_seconds : float
         Wall time spent inside model calls during this round.
-    scored_frames : ndarray of bool, shape (Z,), or None
+    scored_frames : ndarray of bool or float, shape (Z,), or None
         The frames the protocol's source scores, for its native metrics (``None``: the
-        setting's frames).
+        setting's frames); float: the source's per-frame weights (> 0 where scored).
     """
 
     round: int

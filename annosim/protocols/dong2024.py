@@ -1,86 +1,120 @@
 """Dong et al. 2024 ("Segment anything model 2: an application to 2D and 3D medical images",
-arXiv:2408.00756), as reviewed by He et al. 2024: one prompt on a single slice, on three
-uniformly spaced slices, or on every slice, propagated once through the volume.
+arXiv:2408.00756; mazurowski-lab/segment-anything-medical-evaluation, ``eval_sam2_3d.py`` and
+``prompt_funcs.py``), as its code runs it (protocol-sources.md section 3).
 
-Rules (truth restricted to the setting's frames):
+Rules (truth restricted to the setting's frames; ``rng`` is the object's generator):
 
-- slices ``1``: the middle slice (:func:`annosim.protocols.prompts.middle_slice`);
-  ``3``: the slices at 1/4, 1/2 and 3/4 of the object's z extent
-  (``z_min + floor(f * (z_max - z_min))``, each snapped to the nearest slice holding foreground,
-  duplicates dropped: :func:`annosim.protocols.prompts.quantile_slices`);
-  ``all``: every frame where the truth has foreground.
-- prompt ``point``: one positive click at the deepest pixel (largest Euclidean distance to the
-  boundary, the slice edge counting as boundary; ties lowest ``(y, x)``) of the slice truth's
-  largest 8-connected component; ``box``: the tight box ``(y0, x0, y1, x1)`` of the slice's
-  whole truth; ``mask``: the slice's truth with ``add_mask``.
-- Prompts are given in increasing z, then one propagation: one round.
+1. Frame (``frame``): ``median`` (source mode 2, default) = ``occupied[len // 2]``, the upper
+   median of the occupied slices; ``first`` (mode 1) = the first occupied slice; ``largest``
+   (mode 3) = the first slice of largest area.
+2. Prompt on that frame, from the slice truth's largest 8-connected component (equal areas:
+   the higher label id): ``point`` (mode 1, default) = one pixel drawn uniformly (``rng``) among
+   those of maximal 5x5 chamfer depth (:mod:`annosim.protocols.dong_rules`); ``box`` (mode 3)
+   = its tight inclusive box; ``mask`` (mode 5) = the slice truth.
+3. Default: one forward pass from frame 0 over the whole volume
+   (``propagate_pass(first frame)``); ``bidirectional=true``: a reverse pass from the prompt
+   frame down to 0, then a fresh object state, the same prompt again, and a forward pass whose
+   slices after the prompt frame are taken. One round.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from annosim.models.base import SliceModel
-from annosim.protocols.base import (
-    Prompt,
-    Protocol,
-    RoundOutcome,
-    begin_object,
-    propagate_in_frames,
+from annosim.protocols.base import Prompt, Protocol, RoundOutcome, begin_object
+from annosim.protocols.dong_rules import (
+    deepest_candidates,
+    largest_component_8,
+    upper_median_slice,
 )
-from annosim.protocols.prompts import (
-    bounding_box,
-    deepest_point,
-    foreground_slices,
-    largest_component_2d,
-    quantile_slices,
-)
+from annosim.protocols.prompts import bounding_box, foreground_slices
 
 PROMPT_KINDS = ("point", "box", "mask")
-SLICE_CHOICES = ("1", "3", "all")
+FRAME_MODES = ("median", "first", "largest")
 
 
 @dataclass(frozen=True)
 class Dong2024Params:
-    """Parameters of ``dong2024``.
+    """Parameters of ``dong2024`` (defaults: the source's frame_mode 2, prompt_mode 1).
 
     Attributes
     ----------
     prompt : str
-        ``point`` (default: the reviewed single point), ``box`` or ``mask``.
-    slices : str
-        ``1`` (default), ``3`` or ``all``: which slices get a prompt (module docstring).
+        ``point`` (default), ``box`` or ``mask``.
+    frame : str
+        ``median`` (default), ``first`` or ``largest``.
+    bidirectional : bool
+        The source's ``--bidirectional`` flag (default False: forward from frame 0).
     """
 
     prompt: str = "point"
-    slices: str = "1"
+    frame: str = "median"
+    bidirectional: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "slices", str(self.slices))
+        b = self.bidirectional
+        if isinstance(b, str):
+            if b.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"bidirectional must be true or false, got {b!r}")
+            object.__setattr__(self, "bidirectional", b.lower() in ("true", "1"))
         if self.prompt not in PROMPT_KINDS:
             raise ValueError(f"prompt must be one of {PROMPT_KINDS}, got {self.prompt!r}")
-        if self.slices not in SLICE_CHOICES:
-            raise ValueError(f"slices must be one of {SLICE_CHOICES}, got {self.slices!r}")
+        if self.frame not in FRAME_MODES:
+            raise ValueError(f"frame must be one of {FRAME_MODES}, got {self.frame!r}")
 
 
-def dong_slices(gt: np.ndarray, choice: str) -> list[int]:
-    """Prompted slices of a bool ``(Z, Y, X)`` truth for ``slices=choice`` (increasing)."""
-    if choice == "1":
-        return quantile_slices(gt, (0.5,))
-    if choice == "3":
-        return quantile_slices(gt, (0.25, 0.5, 0.75))
-    if choice == "all":
-        return [int(z) for z in foreground_slices(gt)]
-    raise ValueError(f"slices must be one of {SLICE_CHOICES}, got {choice!r}")
+def dong_frame(gt: np.ndarray, mode: str) -> int:
+    """Prompt frame of a bool ``(Z, Y, X)`` truth for frame ``mode`` (rule 1)."""
+    if mode == "median":
+        return upper_median_slice(gt)
+    fg = foreground_slices(gt)
+    if fg.size == 0:
+        raise ValueError("empty ground truth: no slice to prompt")
+    if mode == "first":
+        return int(fg[0])
+    areas = gt.reshape(gt.shape[0], -1).sum(axis=1)
+    return int(np.argmax(areas))
+
+
+def dong_weights(fm: np.ndarray, z: int, bidirectional: bool) -> np.ndarray:
+    """The source's per-frame weights (Z,) float: its global IoU list extended with itself
+    counts every frame 2x, or 4x for frames 0..z and 2x after when bidirectional; 0 off the
+    frame mask ``fm``.
+
+    >>> dong_weights(np.ones(4, bool), 1, True).tolist()
+    [4.0, 4.0, 2.0, 2.0]
+    """
+    w = np.where(fm, 2.0, 0.0)
+    if bidirectional:
+        w[: z + 1] *= 2.0
+    return w
+
+
+def dong_prompt(
+    sl: np.ndarray, z: int, kind: str, rng: np.random.Generator
+) -> tuple[str, tuple[Any, ...], Prompt]:
+    """Model method, its arguments and the record for prompt ``kind`` on bool ``(Y, X)`` slice
+    truth ``sl`` of frame ``z`` (rule 2)."""
+    if kind == "mask":
+        return "add_mask", (z, sl.copy()), Prompt("mask", z)
+    comp = largest_component_8(sl)
+    if kind == "box":
+        box = bounding_box(comp)
+        return "add_box", (z, box), Prompt("box", z, box=box)
+    cand = deepest_candidates(comp)
+    y, x = (int(v) for v in cand[int(rng.integers(cand.shape[0]))])
+    return "add_clicks", (z, np.array([[y, x]]), np.array([1])), Prompt("point", z, y, x, True)
 
 
 class Dong2024(Protocol):
-    """One point, box or mask on 1, 3 or all slices, one propagation (see module docstring)."""
+    """One point, box or mask on one frame, forward from frame 0 or bidirectional."""
 
     name = "dong2024"
+    native_metrics = ("dong_iou_weighted", "dong_iou")
 
     params_class = Dong2024Params
     params: Dong2024Params
@@ -98,20 +132,69 @@ class Dong2024(Protocol):
     ) -> Iterator[RoundOutcome]:
         p = self.params
         call, fm, g = begin_object(model, gt, frames)
-        zs = dong_slices(g, p.slices)
+        z = dong_frame(g, p.frame)
+        method, args, prompt = dong_prompt(g[z], z, p.prompt, rng)
+        call(method, *args)
+        first = int(np.flatnonzero(fm)[0])
+        if not p.bidirectional:
+            pred = np.asarray(call("propagate_pass", first), dtype=bool)
+        else:
+            rev = np.asarray(call("propagate_pass", z, reverse=True), dtype=bool)
+            call("start_object", frames)
+            call(method, *args)
+            fwd = np.asarray(call("propagate_pass", z), dtype=bool)
+            after = np.arange(g.shape[0]) > z
+            pred = np.where(after[:, None, None], fwd, rev)
+        pred &= fm[:, None, None]
+        clicks = 1 if p.prompt == "point" else 0
+        yield RoundOutcome(1, pred, [prompt], 1, clicks, call.lap(),
+                           dong_weights(fm, z, p.bidirectional))
+
+
+@dataclass(frozen=True)
+class Dong2024Slice2DParams:
+    """Parameters of ``dong2024-2d`` (``eval_sam2_2d.py``).
+
+    Attributes
+    ----------
+    prompt : str
+        ``point`` (default) or ``box``, from each slice's largest 8-connected component.
+    """
+
+    prompt: str = "point"
+
+    def __post_init__(self) -> None:
+        if self.prompt not in ("point", "box"):
+            raise ValueError(f"prompt must be one of ('point', 'box'), got {self.prompt!r}")
+
+
+class Dong2024Slice2D(Protocol):
+    """Every slice holding truth predicted on its own with ``predict_slice``; slices without
+    truth are skipped by the source and left empty here. One round, no propagation."""
+
+    name = "dong2024-2d"
+    native_metrics = ("dong_iou",)
+    prompt_kinds = ("slice2d",)
+
+    params_class = Dong2024Slice2DParams
+    params: Dong2024Slice2DParams
+
+    def run_object(
+        self,
+        model: SliceModel,
+        gt: np.ndarray,
+        frames: np.ndarray | None,
+        rng: np.random.Generator,
+    ) -> Iterator[RoundOutcome]:
+        call, fm, g = begin_object(model, gt, frames)
+        pred = np.zeros(g.shape, dtype=bool)
         prompts: list[Prompt] = []
-        for z in zs:
-            if p.prompt == "point":
-                y, x = deepest_point(largest_component_2d(g[z]))  # type: ignore[misc]
-                call("add_clicks", z, np.array([[y, x]]), np.array([1]))
-                prompts.append(Prompt("point", z, y, x, True))
-            elif p.prompt == "box":
-                box = bounding_box(g[z])
-                call("add_box", z, box)
-                prompts.append(Prompt("box", z, box=box))
+        for z in (int(v) for v in foreground_slices(g)):
+            _, args, prompt = dong_prompt(g[z], z, self.params.prompt, rng)
+            if prompt.kind == "box":
+                pred[z] = call("predict_slice", z, box=args[1])
             else:
-                call("add_mask", z, g[z].copy())
-                prompts.append(Prompt("mask", z))
-        pred = propagate_in_frames(call, fm)
-        clicks = len(zs) if p.prompt == "point" else 0
-        yield RoundOutcome(1, pred, prompts, len(zs), clicks, call.lap())
+                pred[z] = call("predict_slice", z, points=args[1], labels=args[2])
+            prompts.append(prompt)
+        clicks = len(prompts) if self.params.prompt == "point" else 0
+        yield RoundOutcome(1, pred, prompts, len(prompts), clicks, call.lap())

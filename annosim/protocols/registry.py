@@ -76,17 +76,26 @@ PROTOCOLS: tuple[ProtocolEntry, ...] = (
     ),
     ProtocolEntry(
         "dong2024", "annosim.protocols.dong2024:Dong2024",
-        "Dong et al. 2024: a point at the deepest pixel of the largest 2D component (or a box, or the "
-        "mask) on 1, 3 evenly spaced, or all slices; one propagation.",
-        "GT points/boxes/masks on slices chosen from the GT z extent",
-        "Dong et al. 2024, arXiv:2408.00756 (reviewed in He et al. 2024)",
+        "Dong et al. 2024: a point at the deepest pixel (5x5 chamfer) of the largest 8-connected "
+        "component (or its box, or the mask) on the upper-median occupied slice; forward pass from "
+        "frame 0 (or bidirectional=true).",
+        "GT point/box/mask on one slice chosen from the occupied slices",
+        "Dong et al. 2024, arXiv:2408.00756; mazurowski-lab/segment-anything-medical-evaluation",
+    ),
+    ProtocolEntry(
+        "dong2024-2d", "annosim.protocols.dong2024:Dong2024Slice2D",
+        "Dong et al. 2024 2D: every slice with truth predicted on its own (one-shot 2D) from a "
+        "point or box of its largest 8-connected component.",
+        "GT point or box on every occupied slice",
+        "Dong et al. 2024, arXiv:2408.00756; mazurowski-lab/segment-anything-medical-evaluation",
     ),
     ProtocolEntry(
         "zhu2024", "annosim.protocols.zhu2024:Zhu2024",
-        "Zhu et al. 2024: each GT slice prompted with probability 0.25 (GT box or random GT point); "
-        "one propagation.",
-        "GT boxes or points on randomly drawn GT slices",
-        "Zhu et al. 2024 (Medical SAM 2), arXiv:2408.00874 (reviewed in He et al. 2024)",
+        "Zhu et al. 2024 (Medical SAM 2): GT box (or random GT point) on frames 0, 2, 4, ... of the "
+        "first quarter of the GT z-slab, empty-mask prompts where absent; one forward pass; only "
+        "that quarter is scored.",
+        "GT z-slab, GT boxes or points on every other slice of its first quarter",
+        "Zhu et al. 2024 (Medical SAM 2), arXiv:2408.00874; MedicineToken/Medical-SAM2",
     ),
     ProtocolEntry(
         "cvpr25", "annosim.protocols.cvpr25:Cvpr25",

@@ -1,19 +1,18 @@
-"""Zhu et al. 2024 ("Medical SAM 2: segment medical images as video via segment anything model
-2", arXiv:2408.00874), as reviewed by He et al. 2024: each slice is prompted at random with
-probability 0.25, then one propagation through the volume.
+"""Zhu et al. 2024 (Medical SAM 2, arXiv:2408.00874; MedicineToken/Medical-SAM2,
+``func_3d/function.py``, ``func_3d/dataset/btcv.py``), 3D validation as its code runs it
+(protocol-sources.md section 4).
 
 Rules (truth restricted to the setting's frames; ``rng`` is the object's generator):
 
-1. Let ``S`` be the frames where the truth has foreground, in increasing z. Draw
-   ``u = rng.random(len(S))``; slice ``S[i]`` is prompted when ``u[i] < probability``.
-2. Fallback: when no slice is drawn, the middle slice
-   (:func:`annosim.protocols.prompts.middle_slice`) alone is prompted, so that every object
-   gets at least one prompt.
-3. On each prompted slice, in increasing z: prompt ``box`` gives the tight box
-   ``(y0, x0, y1, x1)`` of the slice's truth; prompt ``point`` gives one positive click at a
-   truth pixel drawn uniformly, ``coords[rng.integers(len(coords))]`` with ``coords`` the
-   slice's truth pixels in raster order (draws made after all of rule 1's).
-4. One propagation: one round.
+1. Slab: the frames from the first to the last slice holding truth; test mode keeps only its
+   first ``floor(n / fraction)`` frames (``fraction`` 4, at least one frame: the source would
+   have an empty video), the evaluated frames (:attr:`RoundOutcome.scored_frames`).
+2. Prompt frames: evaluated frames 0, ``prompt_freq``, 2 ``prompt_freq``, ... (default 2).
+   Where the object is present: its tight inclusive box (``box``, default) or one truth pixel
+   drawn uniformly with ``rng`` (``point``; raster order, ``rng.integers``); where absent: an
+   all-zero mask prompt (``add_mask``).
+3. One forward pass from the first evaluated frame; the prediction is kept on the evaluated
+   frames only. One round.
 """
 
 from __future__ import annotations
@@ -24,64 +23,65 @@ from typing import Iterator
 import numpy as np
 
 from annosim.models.base import SliceModel
-from annosim.protocols.base import (
-    Prompt,
-    Protocol,
-    RoundOutcome,
-    begin_object,
-    propagate_in_frames,
-)
-from annosim.protocols.prompts import (
-    bounding_box,
-    foreground_slices,
-    middle_slice,
-)
+from annosim.protocols.base import Prompt, Protocol, RoundOutcome, begin_object
+from annosim.protocols.prompts import bounding_box, foreground_slices
 
 PROMPT_KINDS = ("box", "point")
 
 
 @dataclass(frozen=True)
 class Zhu2024Params:
-    """Parameters of ``zhu2024``.
+    """Parameters of ``zhu2024`` (defaults: the source's ``prompt='bbox'``, ``prompt_freq=2``,
+    ``video_length = int(num_frame / 4)``).
 
     Attributes
     ----------
-    probability : float
-        Chance that a foreground slice is prompted (0.25), drawn independently per slice.
     prompt : str
         ``box`` (default) or ``point`` (one random truth pixel).
+    prompt_freq : int
+        Every ``prompt_freq``-th evaluated frame gets a prompt (2).
+    fraction : int
+        The evaluated frames are the first ``floor(n / fraction)`` of the truth's slab (4).
     """
 
-    probability: float = 0.25
     prompt: str = "box"
+    prompt_freq: int = 2
+    fraction: int = 4
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.probability <= 1.0:
-            raise ValueError(f"probability must be in [0, 1], got {self.probability}")
+        for name in ("prompt_freq", "fraction"):
+            v = int(getattr(self, name))
+            if v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+            object.__setattr__(self, name, v)
         if self.prompt not in PROMPT_KINDS:
             raise ValueError(f"prompt must be one of {PROMPT_KINDS}, got {self.prompt!r}")
 
 
-def zhu_slices(gt: np.ndarray, probability: float, rng: np.random.Generator) -> list[int]:
-    """Slices of a bool ``(Z, Y, X)`` truth prompted by rules 1-2 (increasing z)."""
+def zhu_frames(gt: np.ndarray, fm: np.ndarray, fraction: int, prompt_freq: int) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluated frames and prompt frames (int arrays, increasing) of a bool ``(Z, Y, X)``
+    truth with frame mask ``fm`` (rules 1-2)."""
     fg = foreground_slices(gt)
     if fg.size == 0:
         raise ValueError("empty ground truth: no slice to prompt")
-    chosen = fg[rng.random(fg.size) < probability]
-    return [int(z) for z in chosen] if chosen.size else [middle_slice(gt)]
+    slab = np.flatnonzero(fm)
+    slab = slab[(slab >= fg[0]) & (slab <= fg[-1])]
+    evaluated = slab[: max(1, slab.size // fraction)]
+    return evaluated, evaluated[::prompt_freq]
 
 
 class Zhu2024(Protocol):
-    """Random slices (p = 0.25) with a box or a random truth point (see module docstring)."""
+    """Boxes (or random points) on every other frame of the first quarter of the slab."""
 
     name = "zhu2024"
+    native_metrics = ("zhu_dice", "zhu_iou")
 
     params_class = Zhu2024Params
     params: Zhu2024Params
 
     @property
     def prompt_kinds(self) -> tuple[str, ...]:  # type: ignore[override]
-        return (self.params.prompt,)
+        return (self.params.prompt, "mask")
 
     def run_object(
         self,
@@ -92,10 +92,14 @@ class Zhu2024(Protocol):
     ) -> Iterator[RoundOutcome]:
         p = self.params
         call, fm, g = begin_object(model, gt, frames)
-        zs = zhu_slices(g, p.probability, rng)
+        evaluated, prompted = zhu_frames(g, fm, p.fraction, p.prompt_freq)
         prompts: list[Prompt] = []
-        for z in zs:
-            if p.prompt == "box":
+        clicks = 0
+        for z in (int(v) for v in prompted):
+            if not g[z].any():
+                call("add_mask", z, np.zeros(g.shape[1:], dtype=bool))
+                prompts.append(Prompt("mask", z))
+            elif p.prompt == "box":
                 box = bounding_box(g[z])
                 call("add_box", z, box)
                 prompts.append(Prompt("box", z, box=box))
@@ -104,6 +108,9 @@ class Zhu2024(Protocol):
                 y, x = (int(v) for v in coords[int(rng.integers(coords.shape[0]))])
                 call("add_clicks", z, np.array([[y, x]]), np.array([1]))
                 prompts.append(Prompt("point", z, y, x, True))
-        pred = propagate_in_frames(call, fm)
-        clicks = len(zs) if p.prompt == "point" else 0
-        yield RoundOutcome(1, pred, prompts, len(zs), clicks, call.lap())
+                clicks += 1
+        scored = np.zeros(g.shape[0], dtype=bool)
+        scored[evaluated] = True
+        pred = np.asarray(call("propagate_pass", int(evaluated[0])), dtype=bool)
+        pred &= scored[:, None, None]
+        yield RoundOutcome(1, pred, prompts, len(prompted), clicks, call.lap(), scored)

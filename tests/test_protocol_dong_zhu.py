@@ -1,0 +1,231 @@
+"""Rules of dong2024 / dong2024-2d (mazurowski-lab, protocol-sources.md section 3) and zhu2024
+(MedicineToken/Medical-SAM2, section 4) on hand-built masks, through a recording stub model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from annosim.models.base import SliceModelBase
+from annosim.protocols.dong_rules import (
+    chamfer_distance,
+    deepest_candidates,
+    largest_component_8,
+    upper_median_slice,
+)
+from annosim.protocols.registry import get_protocol
+
+
+class Recorder(SliceModelBase):
+    """Records every call; propagate returns all-True on the frames."""
+
+    name = "recorder"
+
+    def __init__(self, slice2d: bool = True):
+        self.calls: list[tuple] = []
+        self.slice2d = slice2d
+
+    def set_volume(self, volume, spacing):
+        super().set_volume(volume, spacing)
+
+    def start_object(self, frames=None):
+        super().start_object(frames)
+        self.calls.append(("start_object",))
+
+    def add_clicks(self, z, points, labels, replace=False):
+        self.calls.append(("add_clicks", z, np.asarray(points).tolist(), np.asarray(labels).tolist()))
+
+    def add_box(self, z, box):
+        self.calls.append(("add_box", z, tuple(box)))
+
+    def add_mask(self, z, mask):
+        self.calls.append(("add_mask", z, int(np.asarray(mask).sum())))
+
+    def propagate(self):
+        return np.ones(self.shape, bool)
+
+    def propagate_pass(self, start, reverse=False):
+        self.calls.append(("propagate_pass", start, reverse))
+        return np.ones(self.shape, bool)
+
+    def predict_slice(self, z, points=None, labels=None, box=None):
+        self.calls.append(("predict_slice", z, None if points is None else np.asarray(points).tolist(), box))
+        return np.ones(self.shape[1:], bool)
+
+
+def run(protocol, model, gt, frames=None):
+    model.set_volume(np.zeros(gt.shape, np.float32), (1.0, 1.0, 1.0))
+    return list(protocol.run_object(model, gt, frames, np.random.default_rng(0)))
+
+
+# --- dong rules -------------------------------------------------------------------------------
+
+def test_dong_frame_is_upper_median_of_occupied_slices():
+    """prompt_funcs.py frame_mode 2: occupied[len // 2] (4 occupied slices -> the third)."""
+    g = np.zeros((9, 3, 3), bool)
+    g[[1, 2, 6, 8], 1, 1] = True
+    assert upper_median_slice(g) == 6
+
+
+def test_dong_chamfer_picks_another_pixel_than_exact_edt():
+    """cv2.distanceTransform(DIST_L2, 5) weights 1, 1.4, 2.1969: on this shape the chamfer
+    maximum is (12, 9) while the exact EDT maximum is (11, 9)."""
+    m = np.ones((20, 20), bool)
+    for y, x in ((4, 5), (13, 1), (13, 17), (15, 17)):
+        m[y, x] = False
+    edt = ndimage.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
+    assert np.argwhere(edt == edt.max()).tolist() == [[11, 9]]
+    assert deepest_candidates(m).tolist() == [[12, 9]]
+    assert chamfer_distance(m)[12, 9] == pytest.approx(8.0)
+
+
+def test_dong_chamfer_weights_axial_diagonal_knight():
+    """cv2 5x5 mask weights a=1 (axial), b=1.4 (diagonal), c=2.1969 (knight move)."""
+    m = np.ones((11, 11), bool)
+    m[5, 5] = False
+    dt = chamfer_distance(m)
+    assert (dt[5, 6], dt[6, 6], dt[6, 7]) == pytest.approx((1.0, 1.4, 2.1969))
+    assert dt[0, 0] == pytest.approx(1.0)  # the one-pixel padding is background
+
+
+def test_dong_largest_component_is_8_connected_and_ties_go_to_higher_label():
+    """prompt_funcs.py: skimage label connectivity 2; sort (area, label) reversed."""
+    m = np.zeros((4, 7), bool)
+    m[0, 0] = m[1, 1] = True      # diagonal pair: one 8-component of 2
+    m[0, 5] = m[0, 6] = True      # second component of 2, higher label
+    assert np.argwhere(largest_component_8(m)).tolist() == [[0, 5], [0, 6]]
+    m[2, 2] = True                # now the diagonal chain has 3
+    assert np.argwhere(largest_component_8(m)).tolist() == [[0, 0], [1, 1], [2, 2]]
+
+
+# --- dong2024 protocol ------------------------------------------------------------------------
+
+def _dong_gt():
+    g = np.zeros((6, 9, 9), bool)
+    for z in (1, 2, 3, 4):
+        g[z, 2:7, 2:7] = True
+    g[3, 0, 8] = True  # a stray pixel: not the largest component
+    return g
+
+
+def test_dong2024_default_forward_from_frame_0_with_box_of_largest_component():
+    """eval_sam2_3d.py default: prompt on the upper median (slice 3), propagate_in_video(0)."""
+    m = Recorder()
+    out = run(get_protocol("dong2024", prompt="box"), m, _dong_gt())
+    assert m.calls == [("start_object",), ("add_box", 3, (2, 2, 6, 6)), ("propagate_pass", 0, False)]
+    assert len(out) == 1 and out[0].prediction.all()
+
+
+def test_dong2024_point_is_the_chamfer_deepest_pixel():
+    """prompt_mode 1: the centre of the 5x5 square (depth 3) on the largest component."""
+    m = Recorder()
+    run(get_protocol("dong2024"), m, _dong_gt())
+    assert m.calls[1] == ("add_clicks", 3, [[4, 4]], [1])
+
+
+def test_dong2024_bidirectional_reverse_then_reset_then_forward():
+    """--bidirectional: reverse from the prompt frame, reset_state, same prompt, forward."""
+    m = Recorder()
+    run(get_protocol("dong2024", prompt="box", bidirectional="true"), m, _dong_gt())
+    assert m.calls == [("start_object",), ("add_box", 3, (2, 2, 6, 6)), ("propagate_pass", 3, True),
+                       ("start_object",), ("add_box", 3, (2, 2, 6, 6)), ("propagate_pass", 3, False)]
+
+
+def test_dong2024_2d_calls_predict_slice_per_occupied_slice():
+    """eval_sam2_2d.py: every image with truth predicted on its own; empty ones skipped."""
+    m = Recorder()
+    out = run(get_protocol("dong2024-2d", prompt="box"), m, _dong_gt())
+    assert [c[:2] for c in m.calls[1:]] == [("predict_slice", z) for z in (1, 2, 3, 4)]
+    assert not any(c[0] == "propagate_pass" for c in m.calls)
+    assert out[0].prediction[[1, 2, 3, 4]].all() and not out[0].prediction[[0, 5]].any()
+
+
+def test_dong2024_2d_declares_slice2d_so_models_without_it_are_refused():
+    """Issue 14 model API: a model without predict_slice is refused before any case is read."""
+    p = get_protocol("dong2024-2d")
+    assert "predict_slice" in p.requires
+
+
+# --- zhu2024 ----------------------------------------------------------------------------------
+
+def test_zhu2024_quarter_slab_prompt_freq_2_and_empty_mask_prompts():
+    """btcv.py test mode: video = first int(n/4) frames of the GT slab; function.py: prompt
+    frames 0, 2, 4, ...; an absent object gets an all-zero mask prompt; one forward pass."""
+    g = np.zeros((20, 8, 8), bool)
+    g[2:18, 3:5, 3:6] = True      # slab 2..17, n = 16 -> evaluated 2..5
+    g[4] = False                  # absent on prompt frame 4 (inside the slab)
+    m = Recorder()
+    out = run(get_protocol("zhu2024"), m, g)
+    assert m.calls == [("start_object",), ("add_box", 2, (3, 3, 4, 5)), ("add_mask", 4, 0),
+                       ("propagate_pass", 2, False)]
+    assert np.flatnonzero(out[0].scored_frames).tolist() == [2, 3, 4, 5]
+    assert np.flatnonzero(out[0].prediction.any(axis=(1, 2))).tolist() == [2, 3, 4, 5]
+
+
+def test_zhu2024_click_mode_one_truth_pixel_from_the_run_rng():
+    """utils.py click mode: one uniformly random foreground pixel, label 1 (here from rng)."""
+    g = np.zeros((8, 6, 6), bool)
+    g[0:8, 2, 1:4] = True
+    m = Recorder()
+    run(get_protocol("zhu2024", prompt="point"), m, g)
+    (name, z, pts, labels), = [c for c in m.calls if c[0] == "add_clicks"]
+    assert z == 0 and labels == [1] and g[0][tuple(pts[0])]
+
+
+# --- native metrics ---------------------------------------------------------------------------
+
+def _data(pred_rows, gt_rows, scored):
+    from annosim.metrics.entry import RoundData
+    z = len(gt_rows)
+    p = np.zeros((z, 1, 4), bool)
+    g = np.zeros((z, 1, 4), bool)
+    for i, (a, b) in enumerate(zip(pred_rows, gt_rows)):
+        p[i, 0, :a] = True
+        g[i, 0, :b] = True
+    return RoundData(p, g, (1, 1, 1), 1.0, scored)
+
+
+def test_dong_weighting_on_given_per_frame_ious():
+    """eval_sam2_3d.py: the list extended with itself; bidirectional counts 0..prompt 4x.
+    Frame IoUs 1/4, 2/4, 4/4 (frame 3 has empty truth: ignored)."""
+    from annosim.metrics.native import _dong_iou, _dong_iou_weighted
+    from annosim.protocols.dong2024 import dong_weights
+    d = _data([1, 2, 4, 3], [4, 4, 4, 0], dong_weights(np.ones(4, bool), 0, True))
+    assert _dong_iou(d) == pytest.approx((0.25 + 0.5 + 1.0) / 3)
+    assert _dong_iou_weighted(d) == pytest.approx((4 * 0.25 + 2 * 0.5 + 2 * 1.0) / 8)
+    uni = _data([1, 2, 4, 3], [4, 4, 4, 0], dong_weights(np.ones(4, bool), 0, False))
+    assert _dong_iou_weighted(uni) == pytest.approx(_dong_iou(uni))
+
+
+def test_zhu_empty_vs_empty_scores_one_and_scored_frames_only():
+    """Medical-SAM2 utils.py eval_seg: (I + 1e-6)/(U + 1e-6) and (2I + 1e-4)/(|P|+|G|+1e-4);
+    empty vs empty = 1; only the scored (first-quarter) frames count."""
+    from annosim.metrics.native import _zhu_pair
+    d = _data([0, 2, 4], [0, 4, 0], np.array([True, True, False]))
+    dice, iou = _zhu_pair(d)
+    assert iou == pytest.approx((1.0 + (2 + 1e-6) / (4 + 1e-6)) / 2)
+    assert dice == pytest.approx((1.0 + (4 + 1e-4) / (6 + 1e-4)) / 2)
+
+
+def test_dong2024_and_zhu2024_end_to_end_with_classical_on_a_real_case(tmp_path):
+    """CLI run --limit 1 on ../shared/data (one label): native columns filled per protocol."""
+    import pathlib
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from annosim.cli import cli
+
+    d = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg-abdomen"
+    if not (d / "ct.nii.gz").exists():
+        pytest.skip("no shared CT case")
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["run", "--data", f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}",
+                                 "--label-names", str(d / "labels.json"), "--labels", "spleen",
+                                 "--protocol", "dong2024,zhu2024", "--settings", "full", "--limit", "1",
+                                 "--no-surface-metrics", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = pd.read_csv(out / "rounds.csv").set_index("protocol")
+    assert 0 <= rows.loc["dong2024", "dong_iou_weighted"] <= 1 and np.isnan(rows.loc["dong2024", "zhu_dice"])
+    assert 0 <= rows.loc["zhu2024", "zhu_dice"] <= 1 and np.isnan(rows.loc["zhu2024", "dong_iou"])
