@@ -43,7 +43,7 @@ from annosim.protocols.base import (
     propagate_in_frames,
 )
 from annosim.protocols.clicks import largest_component
-from annosim.protocols.prompts import bounding_box, foreground_slices, z_extent
+from annosim.protocols.prompts import bounding_box, foreground_slices, upper_median_slice, z_extent
 
 #: Padded crops above this many voxels are max-pooled 2x2x2 before the EDT (I L207-225).
 LARGE_ROI_VOXELS = 60_000_000
@@ -73,20 +73,6 @@ class Cvpr25Params:
     def __post_init__(self) -> None:
         if self.clicks < 0 or self.max_shift < 0:
             raise ValueError("clicks and max_shift must be >= 0")
-
-
-def upper_median_slice(gt: np.ndarray) -> int:
-    """``z_mid`` (B L66-72): the upper median of the distinct slices of bool ``(Z, Y, X)``
-    ``gt`` that hold foreground (index ``n // 2`` of the sorted list). ValueError when empty.
-
-    >>> g = np.zeros((10, 2, 2), bool); g[[2, 3, 7, 8], 0, 0] = True
-    >>> upper_median_slice(g)
-    7
-    """
-    zs = foreground_slices(gt)
-    if zs.size == 0:
-        raise ValueError("empty ground truth: no box slice")
-    return int(zs[zs.size // 2])
 
 
 def challenge_box(gt2d: np.ndarray, shift: int) -> tuple[int, int, int, int]:

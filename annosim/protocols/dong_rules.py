@@ -10,23 +10,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from annosim.protocols.prompts import upper_median_slice  # noqa: F401 - Dong's frame mode 2
+
 #: Weights of cv2's 5x5 DIST_L2 mask: axial, diagonal, knight move (pixels).
 CHAMFER_A, CHAMFER_B, CHAMFER_C = 1.0, 1.4, 2.1969
 
 _CONN8 = np.ones((3, 3), dtype=bool)
-
-
-def upper_median_slice(gt: np.ndarray) -> int:
-    """Frame mode 2: ``occupied[len // 2]`` of the ascending occupied slices of ``(Z, Y, X)``.
-
-    >>> g = np.zeros((6, 2, 2), bool); g[[1, 2, 4, 5], 0, 0] = True
-    >>> upper_median_slice(g)
-    4
-    """
-    occ = np.flatnonzero(np.asarray(gt).reshape(gt.shape[0], -1).any(axis=1))
-    if occ.size == 0:
-        raise ValueError("empty ground truth: no slice to prompt")
-    return int(occ[occ.size // 2])
 
 
 def largest_component_8(mask: np.ndarray) -> np.ndarray:

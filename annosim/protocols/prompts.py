@@ -113,3 +113,17 @@ def deepest_point(mask: np.ndarray) -> tuple[int, ...] | None:
         return None
     return tuple(int(v) for v in np.unravel_index(int(np.argmax(d)), d.shape))
 
+
+def upper_median_slice(gt: np.ndarray) -> int:
+    """The upper median of the distinct slices of bool ``(Z, Y, X)`` ``gt`` that hold
+    foreground (index ``n // 2`` of the sorted list): the CVPR 2025 challenge's ``z_mid`` (B
+    L66-72) and Dong et al.'s frame mode 2 (``occupied[len // 2]``). ValueError when empty.
+
+    >>> g = np.zeros((10, 2, 2), bool); g[[2, 3, 7, 8], 0, 0] = True
+    >>> upper_median_slice(g)
+    7
+    """
+    zs = foreground_slices(gt)
+    if zs.size == 0:
+        raise ValueError("empty ground truth: no box slice")
+    return int(zs[zs.size // 2])
