@@ -11,15 +11,21 @@ The estimate (bytes) adds four parts for a volume of ``n = Z * Y * X`` voxels:
 ``model``   the model's own state for this case: ``model.estimate_memory(shape)`` when the model
             has that method (``shape`` = ``(Z, Y, X)``), else :func:`default_model_bytes`.
 
-For SAM2 models without their own method, :func:`sam2_case_bytes` applies. SAM2's feature
-cache keeps the image encoder's FPN levels of every slice at input size ``S`` (1024 by default):
-``32*(S/4)**2 + 64*(S/8)**2 + 256*(S/16)**2 = 4*S**2`` values a slice (16 MiB at float32,
-8 MiB at bfloat16), plus one positional encoding of ``21*S**2`` values shared by all slices and
-per tracked frame a memory (``64*(S/16)**2`` values) and a mask (``(S/4)**2`` values) counted at
-float32, ``1.25*S**2`` bytes (an upper bound: sam2 1.1.0 keeps the memories in bfloat16). The FPN
-levels are those of sam2 1.1.0's configs (``scalp: 1``; ``conv_s0``/``conv_s1`` project the two
-high-resolution levels to 32 and 64 channels). A 512x512x200 CT with SAM2 at S=1024 thus needs
-about 3.45 GiB: ``200 * (16 + 1.25) MiB + 84 MiB``.
+For SAM2 models, :func:`sam2_case_bytes` applies; it follows the dtypes. SAM2's feature cache
+keeps the image encoder's three FPN levels of every slice at input size ``S`` (1024 by default):
+``32*(S/4)**2``, ``64*(S/8)**2`` and ``256*(S/16)**2`` values (the levels of sam2 1.1.0's configs,
+tiny to large alike: ``scalp: 1``, ``conv_s0``/``conv_s1`` project the two high-resolution
+levels to 32 and 64 channels, ``d_model: 256``), plus one positional encoding of ``256`` channels
+at each of the three resolutions (``21*S**2`` values) shared by all slices, plus per tracked
+frame a memory (``64*(S/16)**2`` values, bfloat16: sam2 casts it) and a low-resolution mask
+(``(S/4)**2`` float32 values): ``0.75*S**2`` bytes. Bytes a value (:func:`sam2_itemsizes`): on the
+CPU everything is float32; under CUDA bf16 autocast (the reference's) the two high-resolution
+levels and their encodings are bfloat16 and the third level is float32 (the FPN's top-down add);
+``cache_dtype=bfloat16`` stores all three levels as bfloat16. At S=1024 (computed here, not
+measured): 10 MiB a slice of features on CUDA (16 MiB on the CPU, 8 MiB with
+``cache_dtype=bfloat16``), 44 MiB of encodings once (84 MiB on the CPU) and 0.75 MiB a frame of
+tracking state; a 512x512x200 CT with SAM2 on CUDA thus needs about 2.14 GiB:
+``200 * (10 + 0.75) MiB + 44 MiB``.
 
 The model part is checked against the accelerator's free memory when the model keeps its state
 on a CUDA device (its ``cache_device``, else ``device`` attribute), against host memory otherwise.
@@ -82,16 +88,52 @@ def gib(n: float) -> str:
 
 
 # -- sizes of the parts ---------------------------------------------------------------------------
-def sam2_case_bytes(n_slices: int, image_size: int = 1024, itemsize: int = 4) -> int:
-    """SAM2 memory for one case of ``n_slices`` slices at input size ``image_size``.
+#: (channels, stride) of the three FPN levels SAM2's feature cache keeps a slice (sam2 1.1.0).
+SAM2_FPN_LEVELS: tuple[tuple[int, int], ...] = ((32, 4), (64, 8), (256, 16))
+#: Channels of SAM2's positional encoding at each of those resolutions.
+SAM2_ENCODING_CHANNELS = 256
 
-    ``itemsize``: bytes per cached feature value (4 float32, 2 bfloat16). Feature cache
-    ``4*S**2`` values a slice plus positional encodings ``21*S**2`` values once, plus tracking
-    state ``1.25*S**2`` bytes a frame (see the module docstring).
-    """
-    s2 = int(image_size) ** 2
-    per_slice = 4 * s2 * int(itemsize) + (5 * s2) // 4
-    return int(n_slices) * per_slice + 21 * s2 * int(itemsize)
+
+@dataclass(frozen=True)
+class Sam2Itemsizes:
+    """Bytes a value of SAM2's three cached FPN levels and of their three positional encodings."""
+
+    features: tuple[int, int, int] = (4, 4, 4)
+    encodings: tuple[int, int, int] = (4, 4, 4)
+
+
+def sam2_itemsizes(device_type: str, cache_bfloat16: bool = False) -> Sam2Itemsizes:
+    """The dtypes SAM2 gives its cache: float32 on the CPU; under CUDA bf16 autocast bfloat16 for
+    the two high-resolution levels and their encodings, float32 for the third;
+    ``cache_bfloat16`` stores all three levels as bfloat16 (the encodings keep the encoder's)."""
+    native = (2, 2, 4) if device_type == "cuda" else (4, 4, 4)
+    return Sam2Itemsizes((2, 2, 2) if cache_bfloat16 else native, native)
+
+
+def sam2_slice_bytes(image_size: int = 1024, itemsizes: Sam2Itemsizes = Sam2Itemsizes()) -> int:
+    """Bytes of one slice's cached FPN levels at input size ``image_size``."""
+    s = int(image_size)
+    return sum(c * (s // k) ** 2 * b for (c, k), b in zip(SAM2_FPN_LEVELS, itemsizes.features))
+
+
+def sam2_encoding_bytes(image_size: int = 1024, itemsizes: Sam2Itemsizes = Sam2Itemsizes()) -> int:
+    """Bytes of the positional encodings shared by all slices."""
+    s = int(image_size)
+    return sum(SAM2_ENCODING_CHANNELS * (s // k) ** 2 * b for (_, k), b in zip(SAM2_FPN_LEVELS, itemsizes.encodings))
+
+
+def sam2_tracking_bytes(image_size: int = 1024) -> int:
+    """Bytes of tracking state a frame: a bfloat16 memory ``64*(S/16)**2`` and a float32 mask
+    ``(S/4)**2``."""
+    s = int(image_size)
+    return 64 * (s // 16) ** 2 * 2 + (s // 4) ** 2 * 4
+
+
+def sam2_case_bytes(n_slices: int, image_size: int = 1024, itemsizes: Sam2Itemsizes = Sam2Itemsizes()) -> int:
+    """SAM2 memory for one case of ``n_slices`` slices at input size ``image_size``: per slice
+    its features and tracking state, plus the encodings once (see the module docstring)."""
+    per_slice = sam2_slice_bytes(image_size, itemsizes) + sam2_tracking_bytes(image_size)
+    return int(n_slices) * per_slice + sam2_encoding_bytes(image_size, itemsizes)
 
 
 def default_model_bytes(shape: Sequence[int]) -> int:

@@ -32,7 +32,6 @@ from annosim.memory import (
     memory_refusal,
     peek_image,
     refusal,
-    sam2_case_bytes,
 )
 from annosim.results import read_jsonl
 from results_helpers import PLUGIN, manifest_run_args, rows_without_timing
@@ -268,14 +267,6 @@ class _Sized:
         return 12345
 
 
-def test_sam2_formula_by_hand():
-    s2 = 1024 * 1024
-    per_slice = 4 * s2 * 4 + s2 + s2 // 4  # cache at float32 + tracking state (1.25 bytes x S^2)
-    assert sam2_case_bytes(100, 1024, 4) == 100 * per_slice + 21 * s2 * 4 == 1_896_873_984
-    assert sam2_case_bytes(100, 1024, 2) == 100 * (8 * s2 + s2 + s2 // 4) + 42 * s2
-    assert sam2_case_bytes(200) == (200 * (16 + 1.25) + 84) * 2**20  # the docstring's 512x512x200 CT
-
-
 def test_estimate_parts_by_hand():
     est = estimate_case((10, 20, 30), _Sized(), image_itemsize=2, label_itemsize=1, kept_predictions=8)
     n = 6000
@@ -286,20 +277,7 @@ def test_estimate_parts_by_hand():
     assert default_model_bytes((10, 20, 30)) == 2 * 4 * n
 
 
-def test_sam2_adapter_estimates_with_the_formula():
-    from annosim.models.sam2_model import SAM2Model
-
-    class FakeSam2:  # the attributes SAM2Model.estimate_memory reads, and its device
-        image_size = 512
-        cache_dtype = None
-        cache_device = "cuda:1"
-        estimate_memory = SAM2Model.estimate_memory
-
-    est = estimate_case((40, 100, 100), FakeSam2())
-    assert est.model == sam2_case_bytes(40, 512, 4) and est.model_device == "cuda:1" and est.on_accelerator
-    assert est.host == est.total - est.model
-    FakeSam2.cache_dtype = "bfloat16"
-    assert estimate_case((40, 100, 100), FakeSam2()).model == sam2_case_bytes(40, 512, 2)
+# The SAM2 formula and the adapter's estimate by hand: tests/test_gpu_path.py (issue 17 item 5).
 
 
 def test_meminfo_parsing(tmp_path):

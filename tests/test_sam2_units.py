@@ -136,11 +136,14 @@ def test_feature_cache_encodes_each_slice_once() -> None:
     assert log == [3, 5, 3] and cache.encoder_calls == 3
 
 
-def test_feature_cache_store_dtype() -> None:
+def test_feature_cache_store_dtype_stores_bf16_and_loads_the_encoder_dtype() -> None:
+    """cache_dtype=bfloat16: FPN levels kept as bf16, handed back in the encoder's dtype (float32
+    here); the positional encodings keep the encoder's dtype (issue 17 item 4)."""
     cache = FeatureCache(_fake_encoder([]), torch.device("cpu"), torch.device("cpu"), torch.bfloat16)
     out = cache.get(2)
-    assert out["backbone_fpn"][0].dtype == torch.bfloat16
-    assert out["vision_pos_enc"][0].dtype == torch.bfloat16
+    assert cache._fpn[2][0].dtype == torch.bfloat16
+    assert out["backbone_fpn"][0].dtype == torch.float32
+    assert out["vision_pos_enc"][0].dtype == torch.float32
 
 
 def test_frame_view_maps_video_frames_to_slices() -> None:

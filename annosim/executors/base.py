@@ -120,8 +120,10 @@ def accepts_device(cls: Any) -> bool:
 class CaseWorker:
     """The model (loaded once) and the resolved run of one worker; runs whole cases.
 
-    ``device``: passed to the model as ``device=`` when its constructor accepts one; otherwise a
-    ``cuda:K`` device restricts this process to GPU K through ``CUDA_VISIBLE_DEVICES``.
+    ``device``: passed to the model as ``device=`` when its constructor accepts one, a ``cuda:K``
+    device being made this process's current CUDA device first (before the model is built, see
+    :mod:`annosim.models.devices`); otherwise a ``cuda:K`` device restricts this process to GPU K
+    through ``CUDA_VISIBLE_DEVICES``.
     """
 
     def __init__(self, spec: RunSpec | ResolvedRun, device: str | None = None) -> None:
@@ -137,6 +139,10 @@ class CaseWorker:
                 takes = False  # load_model below reports the problem with its own hint
             if takes:
                 args["device"] = device
+                if device.startswith("cuda:"):
+                    from annosim.models.devices import select_cuda_device
+
+                    select_cuda_device(device)
             elif device.startswith("cuda:"):
                 os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
         self.device = device

@@ -53,6 +53,24 @@ def import_ray() -> Any:
     return ray
 
 
+def gpu_problem(spec: RunSpec, cluster_gpus: float) -> str | None:
+    """Why the run would silently compute on the CPU (one line), or ``None``.
+
+    Ray gives an actor with ``num_gpus=0`` an empty ``CUDA_VISIBLE_DEVICES``: a model that asks for
+    CUDA (``--model-arg device=cuda...``), or a built-in that defaults to CUDA on a cluster with
+    GPUs, would see none. That needs ``--gpus-per-case`` > 0, never a quiet fall-back.
+    """
+    from annosim.models.registry import wants_cuda
+
+    if spec.execution.gpus_per_case > 0 or not wants_cuda(spec.model.name, dict(spec.model.args), cluster_gpus > 0):
+        return None
+    device = spec.model.args.get("device")
+    why = (f"the model asks for device {device}" if device is not None else
+           f"model {spec.model.name!r} runs on CUDA by default and the Ray cluster has {cluster_gpus:g} GPU(s)")
+    return (f"--executor ray: {why}, but with --gpus-per-case 0 Ray hides every GPU from the actors; "
+            "give --gpus-per-case 1 (or a fraction such as 0.5 to share a GPU), or --model-arg device=cpu")
+
+
 class RayPool(Pool):
     """Ray actors on a cluster (``address``; ``None``: the running session or a new local one)."""
 
@@ -74,6 +92,10 @@ class RayPool(Pool):
                 raise ConfigError(f"cannot start or reach Ray (--address {ex.address!r}): {exc}") from None
             self._owns_session = True
         res = ray.cluster_resources()
+        problem = gpu_problem(self.spec, float(res.get("GPU", 0)))
+        if problem is not None:
+            self.close()
+            raise ConfigError(problem)
         n = int(res.get("CPU", 1))
         if ex.gpus_per_case > 0:
             n_gpu = int(res.get("GPU", 0) / ex.gpus_per_case + 1e-9)

@@ -21,13 +21,15 @@ _SAM2_NAMES = tuple(
 
 @dataclass(frozen=True)
 class BuiltinModel:
-    """A built-in model: ``target`` is ``module:Class``; ``defaults`` are constructor kwargs."""
+    """A built-in model: ``target`` is ``module:Class``; ``defaults`` are constructor kwargs;
+    ``cuda_default``: without a ``device`` argument it runs on CUDA whenever torch sees one."""
 
     name: str
     target: str
     summary: str
     extra: str = ""
     defaults: dict[str, Any] = field(default_factory=dict)
+    cuda_default: bool = False
 
 
 BUILTINS: dict[str, BuiltinModel] = {
@@ -45,6 +47,7 @@ BUILTINS: dict[str, BuiltinModel] = {
                 f"SAM2 video predictor ({n}) with a per-case image-feature cache.",
                 extra="sam2",
                 defaults={"model_name": n},
+                cuda_default=True,
             )
             for n in _SAM2_NAMES
         ),
@@ -53,12 +56,14 @@ BUILTINS: dict[str, BuiltinModel] = {
             "annosim.models.vista3d_model:VISTA3DModel",
             "MONAI VISTA3D (native 3D; modes point, auto, auto+point).",
             extra="monai",
+            cuda_default=True,
         ),
         BuiltinModel(
             "nninteractive",
             "annosim.models.nninteractive_model:NNInteractiveModel",
             "nnInteractive inference session (native 3D; points and boxes).",
             extra="nninteractive",
+            cuda_default=True,
         ),
     )
 }
@@ -87,6 +92,18 @@ def model_class(spec: str) -> type:
     except ConfigError as exc:
         hint = f" (install the extra: pip install 'annosim[{builtin.extra}]')" if builtin.extra else ""
         raise ConfigError(f"model {spec!r} is unavailable: {exc}{hint}") from None
+
+
+def wants_cuda(spec: str, args: dict[str, Any], cuda_visible: bool) -> bool:
+    """Whether the model ``spec`` built with ``args`` would compute on CUDA: its ``device``
+    argument names a CUDA device, or it has none, is a built-in that defaults to CUDA
+    (:attr:`BuiltinModel.cuda_default`) and ``cuda_visible``. Plugins decide their own default,
+    unknown here: only their ``device`` argument counts."""
+    device = args.get("device")
+    if device is not None:
+        return str(device).strip().lower().startswith("cuda")
+    builtin = BUILTINS.get(spec)
+    return bool(builtin is not None and builtin.cuda_default and cuda_visible)
 
 
 def missing_methods(spec: str, methods: tuple[str, ...] | list[str]) -> list[str]:

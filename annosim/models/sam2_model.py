@@ -15,7 +15,8 @@ Mapping of the plugin API onto the predictor: one object (``obj_id`` 1) per
 from ``(y, x)`` into ``(x, y)`` and ``clear_old_points=replace``; :meth:`propagate` =
 ``propagate_in_video`` forward and then with ``reverse=True``, both from the earliest prompted
 frame, the later pass overwriting the one frame both cover; slices outside ``frames`` are empty.
-On CUDA every call runs under bf16 autocast, as in the reference.
+On CUDA every call runs under bf16 autocast, as in the reference; a ``cuda:K`` device is made the
+current CUDA device before the model is built (:func:`annosim.models.devices.select_cuda_device`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import numpy as np
 
 from annosim.errors import ConfigError, InputError
 from annosim.models.base import SliceModelBase
+from annosim.models.devices import release_cached_memory, select_cuda_device
 from annosim.models.sam2_checkpoints import (
     VARIANTS,
     build_video_predictor,
@@ -41,6 +43,7 @@ from annosim.models.sam2_checkpoints import (
 )
 from annosim.files import sha256_file
 from annosim.models.sam2_frames import CODECS, SliceFrames, hu_to_uint8
+from annosim.models.sam2_runtime import collect_pass
 from annosim.params import coerce_overrides
 
 #: Registry names served by :class:`SAM2Model`.
@@ -128,6 +131,7 @@ class SAM2Model(SliceModelBase):
         self.config = opts.config or info.config
         self.device = _device(opts.device)
         self.cache_device = self.device if opts.cache_device is None else _device(opts.cache_device)
+        select_cuda_device(self.device)  # before building: sam2 builds tables on the current device
 
         if opts.checkpoint is not None:
             ckpt = Path(opts.checkpoint).expanduser()
@@ -228,8 +232,9 @@ class SAM2Model(SliceModelBase):
         out = np.zeros(self.shape, dtype=bool)
         with self._context(), _quiet_sam2_progress():
             for reverse in (False, True):
-                for idx, _, logits in self.predictor.propagate_in_video(state, reverse=reverse):
-                    out[self.frames[idx]] = self._to_mask(logits)
+                idx, masks = collect_pass(self.predictor.propagate_in_video(state, reverse=reverse))
+                if idx.size:
+                    out[self.frames[idx]] = masks
         self._record_memory()
         return out
 
@@ -246,9 +251,19 @@ class SAM2Model(SliceModelBase):
     def estimate_memory(self, shape: tuple[int, int, int]) -> int:
         """Bytes this model holds for a case of ``shape`` (Z, Y, X): feature cache, positional
         encodings and tracking state (:func:`annosim.memory.sam2_case_bytes`)."""
-        from annosim.memory import sam2_case_bytes
+        from annosim.memory import sam2_case_bytes, sam2_itemsizes
 
-        return sam2_case_bytes(shape[0], self.image_size, 2 if self.cache_dtype is not None else 4)
+        sizes = sam2_itemsizes(self.device.type, cache_bfloat16=self.cache_dtype is not None)
+        return sam2_case_bytes(shape[0], self.image_size, sizes)
+
+    def release_case(self) -> None:
+        """Drop the case's feature cache and tracking state and return the allocator's cached
+        blocks, so the next case's memory check sees them free."""
+        self._cache = None
+        self._state = None
+        self._frames_in = None
+        self._gray = None
+        release_cached_memory(self.device)
 
     def describe(self) -> dict[str, Any]:
         opts = asdict(self.options)
