@@ -423,3 +423,33 @@ def test_demo_lungs_above_0_9_in_both_settings():
         assert set(best) == {"right lung", "left lung"}, setting
         for name, value in best.items():
             assert value >= 0.90, (setting, name, value)
+
+
+def test_predict_slice_is_one_shot_and_leaves_the_prompts_untouched():
+    """The model API's one-shot 2D prediction (used by dong2024-2d): a bright disk is found from
+    one click or from its box, and the object's prompts and propagation are the same after."""
+    import numpy as np
+
+    from annosim.models.classical import ClassicalModel
+
+    vol = np.full((5, 48, 48), -100.0, np.float32)
+    yy, xx = np.mgrid[:48, :48]
+    disk = (yy - 24) ** 2 + (xx - 24) ** 2 <= 8 ** 2
+    vol[:, disk] = 60.0
+    m = ClassicalModel()
+    m.set_volume(vol, (1.0, 1.0, 1.0))
+    m.start_object()
+    m.add_clicks(2, np.array([[24, 24]]), np.array([1]))
+    before = m.propagate().copy()
+    by_click = m.predict_slice(3, np.array([[24, 24]]), np.array([1]))
+    by_box = m.predict_slice(1, box=(16, 16, 32, 32))
+    fresh = ClassicalModel()
+    fresh.set_volume(vol, (1.0, 1.0, 1.0))
+    fresh.start_object()
+    assert np.array_equal(by_click, fresh.add_clicks(3, np.array([[24, 24]]), np.array([1])))
+    fresh.start_object()
+    assert np.array_equal(by_box, fresh.add_box(1, (16, 16, 32, 32)))
+    assert by_click.any() and not (by_click & ~disk).any()
+    assert 2 * (by_box & disk).sum() / (by_box.sum() + disk.sum()) > 0.9
+    assert sorted(m._slices) == [2]  # no prompt stored on slices 1 or 3
+    assert np.array_equal(m.propagate(), before)

@@ -223,9 +223,27 @@ def test_dong2024_and_zhu2024_end_to_end_with_classical_on_a_real_case(tmp_path)
     out = tmp_path / "run"
     r = CliRunner().invoke(cli, ["run", "--data", f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}",
                                  "--label-names", str(d / "labels.json"), "--labels", "spleen",
-                                 "--protocol", "dong2024,zhu2024", "--settings", "full", "--limit", "1",
-                                 "--no-surface-metrics", "--out", str(out)])
+                                 "--protocol", "dong2024,zhu2024,dong2024-2d", "--settings", "full", "--limit", "1",
+                                 "--no-surface-metrics", "--save-predictions", "--out", str(out)])
     assert r.exit_code == 0, r.output
     rows = pd.read_csv(out / "rounds.csv").set_index("protocol")
     assert 0 <= rows.loc["dong2024", "dong_iou_weighted"] <= 1 and np.isnan(rows.loc["dong2024", "zhu_dice"])
     assert 0 <= rows.loc["zhu2024", "zhu_dice"] <= 1 and np.isnan(rows.loc["zhu2024", "dong_iou"])
+    # dong2024-2d with classical's one-shot predict_slice: one point prompt per slice with truth,
+    # and dong_iou = the mean per-frame IoU over those slices of the saved prediction.
+    import json
+
+    from annosim.data.layouts import open_dataset
+
+    case = next(iter(open_dataset(f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}"))).load()
+    gt = case.label == 1
+    occupied = np.flatnonzero(gt.any(axis=(1, 2)))
+    prompts = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
+    two_d = [p for p in prompts if p["protocol"] == "dong2024-2d"]
+    assert sorted(p["z"] for p in two_d) == occupied.tolist() and {p["kind"] for p in two_d} == {"point"}
+    with np.load(out / "predictions" / "ct" / "dong2024-2d__1__full.npz") as npz:
+        pred = npz["round_1"]
+    inter = (pred & gt).sum(axis=(1, 2))[occupied]
+    union = (pred | gt).sum(axis=(1, 2))[occupied]
+    assert rows.loc["dong2024-2d", "dong_iou"] == pytest.approx(float(np.mean(inter / union)), abs=1e-12)
+    assert not pred[~gt.any(axis=(1, 2))].any()  # slices without truth are not predicted

@@ -262,6 +262,21 @@ class ClassicalModel(SliceModelBase):
         st.base, st.points, st.labels = mask.astype(bool), [], []
         return self._slice_mask(z)
 
+    def predict_slice(self, z: int, points: np.ndarray | None = None, labels: np.ndarray | None = None,
+                      box: tuple[int, int, int, int] | None = None) -> np.ndarray:
+        """One-shot bool ``(Y, X)`` of slice ``z`` from a box and/or clicks alone, as if nothing
+        else were prompted (no prior, no reach from other slices); every stored prompt and the
+        last propagation are restored afterwards."""
+        if box is None and (points is None or len(points) == 0):
+            raise ValueError("predict_slice needs points or a box")
+        self._check_slice(int(z))
+        saved, self._slices, self._pred = (self._slices, self._pred), {}, None
+        try:
+            out = self.add_box(z, box) if box is not None else None
+            return self.add_clicks(z, points, labels) if points is not None and len(points) else out
+        finally:
+            self._slices, self._pred = saved
+
     def _slice_mask(self, z: int) -> np.ndarray:
         """The mask of prompted slice ``z``: its base, plus positive regions, minus negatives."""
         st = self._slices[z]
