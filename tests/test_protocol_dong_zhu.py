@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -247,3 +249,16 @@ def test_dong2024_and_zhu2024_end_to_end_with_classical_on_a_real_case(tmp_path)
     union = (pred | gt).sum(axis=(1, 2))[occupied]
     assert rows.loc["dong2024-2d", "dong_iou"] == pytest.approx(float(np.mean(inter / union)), abs=1e-12)
     assert not pred[~gt.any(axis=(1, 2))].any()  # slices without truth are not predicted
+
+
+def test_dong2024_2d_refuses_a_model_without_predict_slice_before_any_case(shared_data, tmp_path, capsys):
+    """Issue 14 model API: a model without the one-shot 2D prediction is refused up front."""
+    from annosim.cli import main
+
+    d = shared_data / "totalseg-abdomen"
+    plugin = Path(__file__).resolve().parent / "plugin_models.py"
+    out = tmp_path / "run"
+    assert main(["run", "--data", f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}", "--model", f"{plugin}:ThresholdGrow",
+                 "--labels", "spleen", "--protocol", "dong2024-2d", "--out", str(out), "--quiet"]) == 2
+    assert "needs the model method predict_slice()" in capsys.readouterr().err
+    assert not out.exists()
