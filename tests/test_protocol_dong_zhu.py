@@ -262,3 +262,45 @@ def test_dong2024_2d_refuses_a_model_without_predict_slice_before_any_case(share
                  "--labels", "spleen", "--protocol", "dong2024-2d", "--out", str(out), "--quiet"]) == 2
     assert "needs the model method predict_slice()" in capsys.readouterr().err
     assert not out.exists()
+
+
+# --- ma2024-box (bowang-lab/MedSAM MedSAM2 infer_SAM2_3D_npz.py, protocol-sources.md section 1) ------------
+def test_ma2024_box_calls_in_the_source_order_on_the_upper_middle_slice():
+    """A L205-206: z_min + n // 2 (4 slices 2..5 -> 4); A L202: the 3D box's in-plane extent; A L209-223:
+    predict_slice, add_mask, forward pass, reset, the same mask, reverse pass; video = the z extent."""
+    gt = np.zeros((9, 20, 20), bool)
+    gt[2, 3:6, 4:8] = True
+    gt[3:6, 10:14, 9:12] = True
+    model = Recorder()
+    out = run(get_protocol("ma2024-box"), model, gt)
+    assert model.frames.tolist() == [2, 3, 4, 5]
+    assert model.calls == [("start_object",), ("predict_slice", 4, None, (3, 4, 13, 11)), ("add_mask", 4, 400),
+                           ("propagate_pass", 4, False), ("start_object",), ("add_mask", 4, 400),
+                           ("propagate_pass", 4, True)]
+    pred = out[0].prediction
+    assert pred.any(axis=(1, 2)).tolist() == [False, False, True, True, True, True, False, False, False]
+    assert (out[0].round, out[0].clicks, out[0].annotated_slices) == (1, 0, 1)
+    assert [p.to_record()["kind"] for p in out[0].prompts] == ["box", "mask"]
+
+
+def test_ma2024_box_odd_extent_and_passes_or_ed_on_the_box_slice():
+    """A L205-206 with 3 slices (1..3) -> slice 1 + 3 // 2 = 2; the forward pass covers z >= 2, the
+    reverse z <= 2, and their union is the prediction (the source writes both into one volume)."""
+    gt = np.zeros((6, 10, 10), bool)
+    gt[1:4, 2:5, 2:5] = True
+
+    class Halves(Recorder):
+        def propagate_pass(self, start, reverse=False):
+            super().propagate_pass(start, reverse)
+            out = np.zeros(self.shape, bool)
+            z = np.arange(self.shape[0])
+            keep = (z <= start) if reverse else (z >= start)
+            out[keep, (0 if reverse else 1), 0] = True
+            return out
+
+    model = Halves()
+    pred = run(get_protocol("ma2024-box"), model, gt)[0].prediction
+    assert model.calls[1][1] == 2
+    assert pred[2, 0, 0] and pred[2, 1, 0]  # both passes on the box slice
+    assert pred[1, 0, 0] and not pred[1, 1, 0] and pred[3, 1, 0] and not pred[3, 0, 0]
+    assert not pred[[0, 4, 5]].any()  # nothing outside the z extent

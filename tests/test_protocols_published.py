@@ -135,25 +135,30 @@ def test_protocols_command_lists_names_summaries_and_oracles():
 
 
 # --- ma2024-box -------------------------------------------------------------------------------
-def test_ma2024_box_on_middle_slice_one_propagation():
+def test_ma2024_box_prompt_box_variant_keeps_the_source_video_slice_and_passes():
+    """``prompt=box`` (not the source): the box goes to add_box, in the source's two passes with a
+    reset between (A L215-223) on slice z_min + n // 2 (2 + 5 // 2 = 4), box = the 3D box's extent."""
     gt = slab((10, 30, 30), range(2, 7), (8, 12), (8, 12))
-    gt[4, 5:15, 8:21] = True  # the middle slice (2 + 4 // 2 = 4) is larger
+    gt[4, 5:15, 8:21] = True
     model = ScriptedBoxModel(volume_fn=lambda m: np.ones(m.shape, bool))
-    out = run(get_protocol("ma2024-box"), model, gt)
-    assert model.kinds() == ["start_object", "add_box", "propagate"]
+    out = run(get_protocol("ma2024-box", prompt="box"), model, gt)
+    assert model.kinds() == ["start_object", "add_box", "propagate", "start_object", "add_box", "propagate"]
     assert model.calls[1] == ("add_box", 4, (5, 8, 14, 20))
     assert len(out) == 1 and out[0].round == 1
     assert (out[0].annotated_slices, out[0].clicks) == (1, 0)
     assert out[0].prompts[0].to_record() == {"kind": "box", "z": 4, "y0": 5, "x0": 8, "y1": 14, "x1": 20}
+    assert out[0].prediction.any(axis=(1, 2)).nonzero()[0].tolist() == [2, 3, 4, 5, 6]  # the z extent only
+    assert get_protocol("ma2024-box", prompt="box").requires == ("add_box", "propagate")
+    assert get_protocol("ma2024-box").requires == ("predict_slice", "add_mask", "propagate")
 
 
-def test_ma2024_box_middle_of_truth_within_frames_and_margin():
+def test_ma2024_box_extent_within_frames_and_margin():
     gt = slab((10, 30, 30), range(2, 7), (8, 12), (8, 12))
     model = ScriptedBoxModel(volume_fn=lambda m: np.ones(m.shape, bool))
-    out = run(get_protocol("ma2024-box", margin=2), model, gt, frames=np.arange(0, 5))
-    assert model.calls[0] == ("start_object", (0, 1, 2, 3, 4))
-    assert model.calls[1] == ("add_box", 3, (6, 6, 13, 13))  # extent 2..4 within the frames
-    assert out[0].prediction.any(axis=(1, 2)).nonzero()[0].tolist() == [0, 1, 2, 3, 4]
+    out = run(get_protocol("ma2024-box", margin=2, prompt="box"), model, gt, frames=np.arange(0, 5))
+    assert model.calls[0] == ("start_object", (2, 3, 4))  # the GT extent within the frames
+    assert model.calls[1] == ("add_box", 3, (6, 6, 13, 13))  # 2 + 3 // 2
+    assert out[0].prediction.any(axis=(1, 2)).nonzero()[0].tolist() == [2, 3, 4]
 
 
 # --- shen2024 ---------------------------------------------------------------------------------
@@ -164,12 +169,13 @@ def _top_heavy():
     return gt
 
 
-def test_ma2024_box_uses_the_middle_of_the_z_extent():
-    """(the shen2024 rules are in tests/test_protocol_shen2024.py)"""
+def test_ma2024_box_takes_the_3d_box_extent_not_the_slice_box():
+    """A L202: box[[0, 1, 3, 4]] of the 3D box; on a top-heavy object (slices 0-2 large, 3-8 tiny)
+    the box slice 0 + 9 // 2 = 4 gets the large slices' extent."""
     gt = _top_heavy()
     box_model = ScriptedBoxModel()
-    run(get_protocol("ma2024-box"), box_model, gt)
-    assert box_model.calls[1] == ("add_box", 4, (18, 18, 19, 19))
+    run(get_protocol("ma2024-box", prompt="box"), box_model, gt)
+    assert box_model.calls[1] == ("add_box", 4, (10, 10, 29, 29))
 
 
 # --- dong2024, dong2024-2d, zhu2024: tests/test_protocol_dong_zhu.py ---------------------------
@@ -225,10 +231,13 @@ def check_rows(result, case, protocol_names, target=0.90, max_clicks=20, cvpr_cl
             assert all(r["fp_slices"] == 0 for r in rows)
         ps = prompts[(name, label, setting)]
         assert {p["z"] for p in ps} <= fg  # every prompt lies on a truth slice
-        if name == "ma2024-box":
-            z = middle_slice(gt)
-            boxes = [(p["kind"], p["z"], p["y0"], p["x0"], p["y1"], p["x1"]) for p in ps]
-            assert rounds == [1] and boxes == [("box", z, *bounding_box(gt[z]))]
+        if name == "ma2024-box":  # A L202-206: the 3D box's extent on z_min + n // 2
+            zs = np.flatnonzero(gt.any(axis=(1, 2)))
+            z = int(zs[0] + (zs[-1] - zs[0] + 1) // 2)
+            box = ps[0]
+            assert rounds == [1] and (box["kind"], box["z"]) == ("box", z)
+            assert (box["y0"], box["x0"], box["y1"], box["x1"]) == bounding_box(gt.any(axis=0))
+            assert [p["kind"] for p in ps[1:]] in ([], ["mask"])
         elif name in ("shen2024-points", "shen2024-mask"):  # Shen: N // 2 of the >256-pixel video
             video = select_video(gt)
             assert rounds == [1]
@@ -288,7 +297,9 @@ def test_every_protocol_end_to_end_with_random_sam2(abdomen_case, random_sam2):
     exercised by cvpr25, whose z-extent crop keeps its video at 3 frames."""
     from annosim.engine.case import evaluate_case
 
-    protocols = [get_protocol(n, **({"max_clicks": 3} if n == "ritm-noc" else {})) for n in PUBLISHED]
+    # SAM2 has no predict_slice yet: ma2024-box runs its prompt=box variant (README)
+    extra = {"ritm-noc": {"max_clicks": 3}, "ma2024-box": {"prompt": "box"}}
+    protocols = [get_protocol(n, **extra.get(n, {})) for n in PUBLISHED]
     result = evaluate_case(abdomen_case, random_sam2, protocols, labels=["vertebrae_T11"],
                            settings=["fg-only"], surface_metrics=False)
     check_rows(result, abdomen_case, PUBLISHED, max_clicks=3)

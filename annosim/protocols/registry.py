@@ -56,9 +56,11 @@ PROTOCOLS: tuple[ProtocolEntry, ...] = (
     ),
     ProtocolEntry(
         "ma2024-box", "annosim.protocols.ma2024:Ma2024Box",
-        "Ma et al. 2024: one GT-tight box on the object's middle slice, one propagation.",
-        "GT box on the middle slice of the GT z extent",
-        "Ma et al. 2024, arXiv:2408.03322 (reviewed in He et al. 2024)",
+        "Ma et al. 2024 as its code runs it: the 3D box's extent on slice z_min + n//2 through the one-shot 2D "
+        "prediction, its mask prompts two independent passes (forward; reset; reverse) over the GT z extent only "
+        "(both settings).",
+        "GT z extent (the video, in both settings), GT 3D box",
+        "Ma et al. 2024, arXiv:2408.03322; bowang-lab/MedSAM branch MedSAM2 (infer_SAM2_3D_npz.py)",
     ),
     ProtocolEntry(
         "shen2024-points", "annosim.protocols.shen2024:Shen2024Points",
