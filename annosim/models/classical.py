@@ -214,13 +214,7 @@ class ClassicalModel(SliceModelBase):
         """Clicks ``points`` (K, 2) (y, x) with ``labels`` (K,) 1/0 on slice ``z``; bool (Y, X)."""
         z = int(z)
         self._check_slice(z)
-        pts = np.asarray(points, dtype=np.int64).reshape(-1, 2)
-        lab = np.asarray(labels).reshape(-1)
-        if lab.shape[0] != pts.shape[0]:
-            raise ValueError(f"{pts.shape[0]} points but {lab.shape[0]} labels")
-        ny, nx = self.shape[1:]  # type: ignore[index]
-        if pts.size and (pts.min() < 0 or np.any(pts[:, 0] >= ny) or np.any(pts[:, 1] >= nx)):
-            raise ValueError(f"click outside the {ny}x{nx} slice")
+        pts, lab = self._clicks(points, labels)
         st = self._state(z)
         if replace:
             st.points, st.labels = [], []
@@ -238,18 +232,20 @@ class ClassicalModel(SliceModelBase):
         """
         z = int(z)
         self._check_slice(z)
-        y0, x0, y1, x1 = (int(v) for v in box)
-        ny, nx = self.shape[1:]  # type: ignore[index]
-        y0, y1 = sorted((max(min(y0, ny - 1), 0), max(min(y1, ny - 1), 0)))
-        x0, x1 = sorted((max(min(x0, nx - 1), 0), max(min(x1, nx - 1), 0)))
         st = self._state(z)
+        st.base, st.points, st.labels = self._box_base(z, box), [], []
+        return self._slice_mask(z)
+
+    def _clicks(self, points: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+        return ops.check_clicks(points, labels, self.shape[1:])  # type: ignore[index]
+
+    def _box_base(self, z: int, box: tuple[int, int, int, int]) -> np.ndarray:
+        """bool (Y, X) :func:`classical_ops.box_region` of inclusive box (y0, x0, y1, x1), clipped."""
         p = self.params
-        base = ops.box_region(
-            self._image[z], (y0, x0, y1, x1), max(self._px(p.box_ring_mm), 1),  # type: ignore[index]
+        return ops.box_region(
+            self._image[z], ops.clip_box(box, self.shape[1:]), max(self._px(p.box_ring_mm), 1),  # type: ignore[index]
             self._px(p.open_mm), p.box_bandwidth_hu, p.box_band_floor,
         )
-        st.base, st.points, st.labels = base, [], []
-        return self._slice_mask(z)
 
     def add_mask(self, z: int, mask: np.ndarray) -> np.ndarray:
         """Mask prompt bool ``(Y, X)`` on slice ``z``: taken as the slice's base mask as is."""

@@ -8,6 +8,8 @@ the same for any radius.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.graph import MCP_Geometric
@@ -374,3 +376,24 @@ def _best_fit_components(mask: np.ndarray) -> np.ndarray:
     keep = np.zeros(n + 1, dtype=bool)
     keep[np.array(chosen) + 1] = True
     return keep[lab]
+
+
+def check_clicks(points: Any, labels: Any, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Clicks checked against a ``(Y, X)`` slice: points (K, 2) int64 ``(y, x)``, labels (K,)."""
+    pts = np.asarray(points, dtype=np.int64).reshape(-1, 2)
+    lab = np.asarray(labels).reshape(-1)
+    if lab.shape[0] != pts.shape[0]:
+        raise ValueError(f"{pts.shape[0]} points but {lab.shape[0]} labels")
+    ny, nx = shape
+    if pts.size and (pts.min() < 0 or np.any(pts[:, 0] >= ny) or np.any(pts[:, 1] >= nx)):
+        raise ValueError(f"click outside the {ny}x{nx} slice")
+    return pts, lab
+
+
+def clip_box(box: Any, shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Inclusive box ``(y0, x0, y1, x1)`` clipped to a ``(Y, X)`` slice, corners sorted."""
+    y0, x0, y1, x1 = (int(v) for v in box)
+    ny, nx = shape
+    y0, y1 = sorted((max(min(y0, ny - 1), 0), max(min(y1, ny - 1), 0)))
+    x0, x1 = sorted((max(min(x0, nx - 1), 0), max(min(x1, nx - 1), 0)))
+    return y0, x0, y1, x1

@@ -22,7 +22,6 @@ current CUDA device before the model is built (:func:`annosim.models.devices.sel
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -43,6 +42,7 @@ from annosim.models.sam2_checkpoints import (
 )
 from annosim.files import sha256_file
 from annosim.models.sam2_frames import CODECS, SliceFrames, hu_to_uint8
+from annosim.models.sam2_passes import Sam2PassesMixin, _quiet_sam2_progress
 from annosim.models.sam2_runtime import collect_pass
 from annosim.params import coerce_overrides
 
@@ -103,7 +103,7 @@ class Sam2Options:
         return replace(opts, window=(float(window[0]), float(window[1])))
 
 
-class SAM2Model(SliceModelBase):
+class SAM2Model(Sam2PassesMixin, SliceModelBase):
     """SAM2 video predictor with a per-case image-feature cache.
 
     Attributes
@@ -405,31 +405,3 @@ def _has_sam2_extension() -> bool:
     except ImportError:
         return False
     return True
-
-
-_progress_lock = threading.Lock()
-_progress_depth = [0]
-_progress_saved: list[Any] = [None]
-
-
-@contextlib.contextmanager
-def _quiet_sam2_progress() -> Iterator[None]:
-    """Silence the tqdm bar ``propagate_in_video`` prints on every pass (restored on exit)."""
-    import sam2.sam2_video_predictor as svp
-
-    with _progress_lock:
-        if _progress_depth[0] == 0:
-            _progress_saved[0] = svp.tqdm
-            svp.tqdm = _no_progress
-        _progress_depth[0] += 1
-    try:
-        yield
-    finally:
-        with _progress_lock:
-            _progress_depth[0] -= 1
-            if _progress_depth[0] == 0:
-                svp.tqdm = _progress_saved[0]
-
-
-def _no_progress(iterable: Any, *args: Any, **kwargs: Any) -> Any:
-    return iterable
