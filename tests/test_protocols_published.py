@@ -297,8 +297,7 @@ def test_every_protocol_end_to_end_with_random_sam2(abdomen_case, random_sam2):
     exercised by cvpr25, whose z-extent crop keeps its video at 3 frames."""
     from annosim.engine.case import evaluate_case
 
-    # SAM2 has no predict_slice yet: ma2024-box runs its prompt=box variant (README)
-    extra = {"ritm-noc": {"max_clicks": 3}, "ma2024-box": {"prompt": "box"}}
+    extra = {"ritm-noc": {"max_clicks": 3}}
     protocols = [get_protocol(n, **extra.get(n, {})) for n in PUBLISHED]
     result = evaluate_case(abdomen_case, random_sam2, protocols, labels=["vertebrae_T11"],
                            settings=["fg-only"], surface_metrics=False)

@@ -91,29 +91,3 @@ def test_predict_slice_leaves_the_video_state_bitwise_unchanged(disk_model):
     m.predict_slice(0, points=np.array([[24, 22]]), labels=np.array([1]))  # not a frame: allowed
     assert list(m._state["point_inputs_per_obj"][0]) == []
     assert np.array_equal(m.propagate(), ref)
-
-
-def test_propagate_pass_is_one_propagate_in_video_call_each_state_kept(disk_model):
-    """Section 0: propagate_in_video(start_frame_idx=i) forward, then reverse=True on the same
-    state (no reset): propagate_pass(z) then propagate_pass(z, reverse=True) give those masks,
-    empty outside the frames each pass visits."""
-    m, d = disk_model
-    m.start_object(FRAMES)
-    m.add_mask(4, d)
-    i = m.frame_position(4)
-    halves = []
-    for reverse in (False, True):
-        out = np.zeros(m.shape, bool)
-        with torch.inference_mode():
-            for idx, _, logits in m.predictor.propagate_in_video(m._state, start_frame_idx=i, reverse=reverse):
-                out[FRAMES[idx]] = (logits[0, 0] > 0).numpy()
-        halves.append(out)
-    m.start_object(FRAMES)
-    m.add_mask(4, d)
-    fwd = m.propagate_pass(4)
-    rev = m.propagate_pass(4, reverse=True)
-    assert np.array_equal(fwd, halves[0]) and np.array_equal(rev, halves[1])
-    assert not fwd[:4].any() and not fwd[7:].any()  # forward visits slices 4..6
-    assert not rev[5:].any() and not rev[0].any()  # reverse visits slices 4..1
-    with pytest.raises(ValueError):
-        m.propagate_pass(0)  # slice 0 is not a frame of this object

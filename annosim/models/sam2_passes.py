@@ -1,4 +1,4 @@
-"""SAM2 one-shot 2D prediction and single propagation passes (mixed into :class:`SAM2Model`).
+"""SAM2 one-shot 2D prediction (mixed into :class:`SAM2Model`).
 
 :meth:`Sam2PassesMixin.predict_slice` is sam2's ``SAM2ImagePredictor.predict`` (sam2 1.1.0) on
 the backbone features the case's :class:`~annosim.models.sam2_features.FeatureCache` already
@@ -13,9 +13,9 @@ state (prompts, outputs) is never read or written. Where annosim differs from Ma
 slice is encoded from annosim's frame (the video path's resize), not from a torchvision bilinear
 resize of the full-resolution slice.
 
-:meth:`Sam2PassesMixin.propagate_pass` is one call of ``propagate_in_video(state,
-start_frame_idx=<frame position of start>, reverse=reverse)`` on the object's state, kept
-(no reset), so a second pass continues from the first.
+SAM2's ``propagate_pass`` is still the base default (``propagate()`` on the visited frames): a
+single ``propagate_in_video(start_frame_idx=...)`` pass fails on the CPU when it starts before
+the first prompted frame (see the comment in the class).
 """
 
 from __future__ import annotations
@@ -93,19 +93,10 @@ class Sam2PassesMixin:
         up = F.interpolate(low.float(), (h, w), mode="bilinear", align_corners=False)
         return (up[0, 0] > 0).cpu().numpy()
 
-    def propagate_pass(self, start: int, reverse: bool = False) -> np.ndarray:
-        """One ``propagate_in_video`` pass from frame ``start`` (a slice index), forward or
-        ``reverse``, state kept; bool ``(Z, Y, X)``, empty outside the frames visited."""
-        state = self._require_state()  # type: ignore[attr-defined]
-        i = self.frame_position(int(start))  # type: ignore[attr-defined]
-        out = np.zeros(self.shape, dtype=bool)  # type: ignore[attr-defined]
-        with self._context(), _quiet_sam2_progress():  # type: ignore[attr-defined]
-            for idx, _, logits in self.predictor.propagate_in_video(  # type: ignore[attr-defined]
-                state, start_frame_idx=i, reverse=reverse
-            ):
-                out[self.frames[idx]] = self._to_mask(logits)  # type: ignore[attr-defined]
-        self._record_memory()  # type: ignore[attr-defined]
-        return out
+    # propagate_pass: the base default (propagate() on the visited frames) for now. One
+    # propagate_in_video call per pass fails on the CPU when the pass starts before the first
+    # prompted frame (sam2 keeps the memory features in bf16 and the CPU path does not autocast).
+
 
 _progress_lock = threading.Lock()
 _progress_depth = [0]

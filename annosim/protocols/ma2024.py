@@ -18,8 +18,8 @@ Rules, per object:
   slice). One round, one annotated slice, no click.
 
 ``prompt=box`` gives the box straight to the video model (``add_box``) instead of its 2D mask, with
-the same video and passes: not the source, but what a model without ``predict_slice`` (SAM2's is
-not implemented yet) can run; it is recorded in run.json and named in the README.
+the same video and passes: not the source, but what a model without ``predict_slice`` can run;
+it is recorded in run.json and named in the README.
 """
 
 from __future__ import annotations
