@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from annosim.metrics.entry import Metric, RoundData
+from annosim.metrics.surfel import surfel_nsd
 from annosim.protocols.shen_rules import source_order
 
 
@@ -100,16 +101,50 @@ def _zhu_pair(d: RoundData) -> tuple[float, float]:
     return float(dice.mean()), float(iou.mean())
 
 
+def _ma_empty(d: RoundData) -> float | None:
+    """Ma's wrapper (compute_metrics_flare22.py M L35-38, L53-56): 1 when truth and prediction
+    are both empty, 0 when only the truth is; None otherwise (the metric is computed)."""
+    if not d.gt_any:
+        return 0.0 if d.pred_any else 1.0
+    return None
+
+
+def _ma_dsc(d: RoundData) -> float:
+    """Ma et al. 2024 (MedSAM2 branch, M L27-42 with SurfaceDice.py L481-498): per label on the
+    whole volume, ``2|P∧G| / (|P|+|G|)``, rounded to 4 decimals as the source writes it (M L131)."""
+    fixed = _ma_empty(d)
+    if fixed is not None:
+        return fixed
+    sp, sg, si = d.counts
+    return float(np.round(2.0 * int(si.sum()) / int(sp.sum() + sg.sum()), 4))
+
+
+#: NSD tolerance of Ma's metric script (M L45), whatever ``--nsd-tolerance`` says.
+MA_NSD_TOLERANCE_MM = 2.0
+
+
+def _ma_nsd(d: RoundData) -> float:
+    """Ma et al. 2024 (M L45-63): the DeepMind surfel-area NSD at 2 mm with the case's spacing
+    (:mod:`annosim.metrics.surfel`), per label on the whole volume, rounded to 4 decimals (M L133);
+    0 when the prediction is empty."""
+    fixed = _ma_empty(d)
+    if fixed is not None:
+        return fixed
+    return float(np.round(surfel_nsd(d.gt, d.pred, d.spacing, MA_NSD_TOLERANCE_MM), 4))
+
+
 #: Every native metric, in column order.
 NATIVE: tuple[Metric, ...] = (
+    Metric("ma_dsc", "ma_dsc", _ma_dsc, label="DSC (Ma)",
+           source="Ma et al. 2024 (MedSAM2 metrics/compute_metrics_flare22.py)", native=True),
+    Metric("ma_nsd", "ma_nsd", _ma_nsd, needs_spacing=True, surface=True, label="NSD@2mm (Ma, surfel)",
+           source="Ma et al. 2024 (MedSAM2 metrics/SurfaceDice.py, DeepMind surfel NSD, 2 mm)", native=True),
     Metric("iou", "iou", _iou, summary="nanmean", label="IoU", source="RITM (Sofiiuk et al. 2022)",
            native=True),
     Metric("shen_dice", "shen_dice", _shen_dice, summary="nanmean", label="Shen Dice",
            source="Shen et al. 2024 (MONAI Dice on the video)", native=True),
     Metric("shen_nsd", "shen_nsd", _shen_nsd, surface=True, summary="nanmean", label="Shen NSD@1vox",
            source="Shen et al. 2024 (MONAI NSD, 1 voxel, source frame order)", native=True),
-
-
     Metric("dong_iou_weighted", "dong_iou_weighted", _dong_iou_weighted, summary="nanmean",
            label="IoU (Dong, weighted)", source="Dong et al. 2024 (eval_sam2_3d.py)", native=True),
     Metric("dong_iou", "dong_iou", _dong_iou, summary="nanmean", label="IoU (Dong)",

@@ -16,6 +16,9 @@ Rules, per object:
   model (``add_mask``); a forward pass from the box slice; a reset (``start_object``); the same
   mask again; a reverse pass. The two passes are independent and OR-ed (they meet on the box
   slice). One round, one annotated slice, no click.
+- **Metric**: the branch has no metric code for this script; its only one,
+  ``metrics/compute_metrics_flare22.py`` (the README's "Evaluation"), scores each label on the
+  whole volume: DSC and the DeepMind surfel NSD at 2 mm (``ma_dsc``, ``ma_nsd``).
 
 ``prompt=box`` gives the box straight to the video model (``add_box``) instead of its 2D mask, with
 the same video and passes: not the source, but what a model without ``predict_slice`` can run;
@@ -91,6 +94,10 @@ class Ma2024Box(Protocol):
     name = "ma2024-box"
     params_class = Ma2024Params
     prompt_kinds = ("box", "slice2d", "mask")
+    #: The branch's metric script (metrics/compute_metrics_flare22.py): whole-volume DSC and
+    #: surfel NSD at 2 mm per label (annosim.metrics.native).
+    native_metrics = ("ma_dsc", "ma_nsd")
+    native_headline = "ma_dsc"
     params: Ma2024Params
 
     @property
