@@ -63,6 +63,14 @@ PROTOCOLS: tuple[ProtocolEntry, ...] = (
         "Ma et al. 2024, arXiv:2408.03322; bowang-lab/MedSAM branch MedSAM2 (infer_SAM2_3D_npz.py)",
     ),
     ProtocolEntry(
+        "ma2024-flare22", "annosim.protocols.ma_flare22:Ma2024Flare22",
+        "Ma et al. 2024 FLARE22 script: every slice of the GT z extent predicted on its own (one-shot 2D) "
+        "from a box with a 5 px margin, starting on the lower-middle slice with the largest slice box, "
+        "then each slice from the box of its neighbour's prediction (1024 grid), up then down.",
+        "GT z extent, GT slice boxes (the largest one as the seed)",
+        "Ma et al. 2024, arXiv:2408.03322; bowang-lab/MedSAM branch MedSAM2 (infer_sam2_flare22.py)",
+    ),
+    ProtocolEntry(
         "shen2024-points", "annosim.protocols.shen2024:Shen2024Points",
         "Shen et al. 2024: video = slices with >256 GT px (last dropped), up to 5 deepest-point "
         "clicks on its frame N//2 (skipped if <=100 px), forward then unreset reverse pass.",
