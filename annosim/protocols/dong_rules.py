@@ -18,20 +18,33 @@ CHAMFER_A, CHAMFER_B, CHAMFER_C = 1.0, 1.4, 2.1969
 _CONN8 = np.ones((3, 3), dtype=bool)
 
 
+def largest_components_8(mask: np.ndarray, k: int) -> list[np.ndarray]:
+    """Up to ``k`` largest 8-connected components of a bool ``(Y, X)`` mask, largest first;
+    equal areas: the higher label id first (P L146-160: sorted by (area ratio, label id), then
+    reversed; skimage and scipy number components in raster order of their first pixel).
+
+    >>> m = np.zeros((1, 8), bool); m[0, [0, 1, 3, 4, 6]] = True
+    >>> [np.flatnonzero(c).tolist() for c in largest_components_8(m, 3)]
+    [[3, 4], [0, 1], [6]]
+    """
+    labels, n = ndimage.label(np.asarray(mask, dtype=bool), structure=_CONN8)
+    if n == 0:
+        return []
+    sizes = np.bincount(labels.ravel())[1:]
+    order = sorted(range(1, n + 1), key=lambda i: (int(sizes[i - 1]), i), reverse=True)
+    return [labels == i for i in order[:k]]
+
+
 def largest_component_8(mask: np.ndarray) -> np.ndarray:
     """Largest 8-connected component of a bool ``(Y, X)`` mask; equal areas: the higher label
-    id (skimage/scipy number components in raster order of their first pixel).
+    id (:func:`largest_components_8` with ``k`` = 1); all False when the mask is empty.
 
     >>> m = np.zeros((1, 5), bool); m[0, [0, 1, 3, 4]] = True
     >>> np.flatnonzero(largest_component_8(m)).tolist()
     [3, 4]
     """
-    labels, n = ndimage.label(np.asarray(mask, dtype=bool), structure=_CONN8)
-    if n == 0:
-        return np.zeros(mask.shape, dtype=bool)
-    sizes = np.bincount(labels.ravel())[1:]
-    best = int(n - np.argmax(sizes[::-1]))  # last maximum = higher label id
-    return labels == best
+    comps = largest_components_8(mask, 1)
+    return comps[0] if comps else np.zeros(np.shape(mask), dtype=bool)
 
 
 def chamfer_norm(dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
