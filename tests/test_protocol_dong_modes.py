@@ -112,3 +112,42 @@ def test_boxes_are_2d_only_and_their_predictions_are_or_ed():
     assert [p.to_record()["y0"] for p in out.prompts] == [4, 9, 0]
     with pytest.raises(ConfigError, match="eval_sam2_3d.py"):
         get_protocol("dong2024", prompt="boxes")
+
+
+def _float32_steps(weight, n):
+    s = np.float32(0.0)
+    for _ in range(n):
+        s = np.float32(s + np.float32(weight))
+    return s
+
+
+def test_chamfer_is_cv2s_float32_scan_so_ten_diagonals_lose_the_tie_with_fourteen_axial_steps():
+    """P L192-199: cv2.distanceTransform(DIST_L2, 5) sums its weights in float32 along its scans:
+    ten diagonal steps give 13.999998 < 14. In this 33 x 28 block (holes at (2, 5) and (28, 23))
+    pixel (18, 13) is 14 axial steps from the left edge and ten diagonal steps from the hole at
+    (28, 23): by the exact chamfer length (10 x 1.4 = 14) it ties for the deepest, in cv2's
+    float32 it does not; (17, 13) is 14 from the edge either way."""
+    from annosim.protocols.dong_rules import chamfer_distance, deepest_candidates
+
+    m = np.ones((33, 28), bool)
+    m[2, 5] = m[28, 23] = False
+    dt = chamfer_distance(m)
+    assert dt.dtype == np.float32
+    assert dt[18, 13] == _float32_steps(1.4, 10) == np.float32(13.999998)
+    assert dt[17, 13] == dt.max() == 14.0
+    cand = deepest_candidates(m).tolist()
+    assert [17, 13] in cand and [18, 13] not in cand and len(cand) == 9
+
+
+def test_chamfer_bit_identical_to_cv2_where_it_is_installed():
+    cv2 = pytest.importorskip("cv2")
+    from scipy import ndimage
+
+    from annosim.protocols.dong_rules import chamfer_distance
+
+    rng = np.random.default_rng(11)
+    for i in range(60):
+        shape = tuple(int(v) for v in rng.integers(3, 50, 2))
+        m = ndimage.binary_opening(rng.random(shape) > rng.uniform(0.1, 0.6)) if i % 2 else rng.random(shape) > 0.3
+        ref = cv2.distanceTransform(np.pad(m.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+        assert np.array_equal(chamfer_distance(m), ref)
