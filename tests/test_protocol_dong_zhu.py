@@ -159,10 +159,37 @@ def test_zhu2024_quarter_slab_prompt_freq_2_and_empty_mask_prompts():
     g[4] = False                  # absent on prompt frame 4 (inside the slab)
     m = Recorder()
     out = run(get_protocol("zhu2024"), m, g)
-    assert m.calls == [("start_object",), ("add_box", 2, (3, 3, 4, 5)), ("add_mask", 4, 0),
+    # the box of the mask resized to 1024 (Pillow nearest: each pixel 128 wide), back in pixels
+    assert m.calls == [("start_object",), ("add_box", 2, (3.0, 3.0, 639 / 128, 767 / 128)), ("add_mask", 4, 0),
                        ("propagate_pass", 2, False)]
+    assert out[0].prompts[0].to_record() == {"kind": "box", "z": 2, "y0": 3, "x0": 3, "y1": 4, "x1": 5}
     assert np.flatnonzero(out[0].scored_frames).tolist() == [2, 3, 4, 5]
     assert np.flatnonzero(out[0].prediction.any(axis=(1, 2))).tolist() == [2, 3, 4, 5]
+
+
+def test_zhu_box_is_taken_on_the_mask_resized_to_1024_by_pillow_nearest():
+    """btcv.py L86-98 + utils.py generate_bbox: the mask goes through PIL mode "1" resize to
+    1024 (nearest, pixel centres) and its tight box is the prompt, in 1024 pixels: on a 512
+    slice rows 10..19 become 20..39, i.e. 10.0 .. 19.5 slice pixels."""
+    from annosim.protocols.zhu2024 import zhu_box
+
+    m = np.zeros((512, 512), bool)
+    m[10:20, 30:40] = True
+    assert zhu_box(m, 1024) == (10.0, 30.0, 19.5, 39.5)
+    assert zhu_box(m, 0) == (10.0, 30.0, 19.0, 39.0)
+    wide = np.zeros((4, 3000), bool)
+    wide[1, 2] = True                 # column 2 is not sampled (1, 4, ...): the source's box would be NaN
+    assert zhu_box(wide, 1024) == (1.0, 2.0, 1.0, 2.0)
+    pil = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(3)
+    for shape in ((512, 512), (333, 97), (700, 1100)):
+        r = np.zeros(shape, bool)
+        r[rng.integers(0, shape[0] // 2):rng.integers(shape[0] // 2, shape[0]),
+          rng.integers(0, shape[1] // 2):rng.integers(shape[1] // 2, shape[1])] = True
+        big = np.argwhere(np.array(pil.fromarray(r).resize((1024, 1024))))
+        (r0, c0), (r1, c1) = big.min(axis=0), big.max(axis=0)
+        assert zhu_box(r, 1024) == (r0 * shape[0] / 1024, c0 * shape[1] / 1024,
+                                    r1 * shape[0] / 1024, c1 * shape[1] / 1024)
 
 
 def test_zhu2024_click_mode_one_truth_pixel_from_the_run_rng():

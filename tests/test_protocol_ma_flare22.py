@@ -11,7 +11,8 @@ import pytest
 
 from annosim.cli import main
 from annosim.models.base import SliceModelBase
-from annosim.protocols.ma_flare22 import grid_box, margin_box, nearest_index, seed_box, start_slice
+from annosim.protocols.ma_flare22 import grid_box, margin_box, seed_box, start_slice
+from annosim.protocols.prompts import nearest_index
 from annosim.protocols.registry import get_protocol
 from results_helpers import manifest_run_args
 

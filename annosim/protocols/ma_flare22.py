@@ -33,7 +33,7 @@ import numpy as np
 
 from annosim.models.base import SliceModel
 from annosim.protocols.base import ModelTimer, Prompt, Protocol, RoundOutcome, frame_mask
-from annosim.protocols.prompts import foreground_slices
+from annosim.protocols.prompts import foreground_slices, grid_bounding_box
 
 #: A box as the model gets it: ``(y0, x0, y1, x1)`` in slice pixels (floats on the 1024 grid).
 Box = tuple[float, float, float, float]
@@ -104,16 +104,6 @@ def start_slice(g: np.ndarray) -> int:
     return int((int(zs[-1]) - int(zs[0])) / 2 + int(zs[0]))
 
 
-def nearest_index(n_src: int, n_dst: int) -> np.ndarray:
-    """Source index of each of ``n_dst`` pixels when ``n_src`` pixels are resized to ``n_dst`` as
-    ``cv2.INTER_NEAREST`` does: ``min(floor(i * n_src / n_dst), n_src - 1)``.
-
-    >>> nearest_index(3, 8).tolist()
-    [0, 0, 0, 1, 1, 1, 2, 2]
-    """
-    return np.minimum(np.floor(np.arange(n_dst) * (n_src / n_dst)).astype(np.int64), n_src - 1)
-
-
 def grid_box(mask2d: np.ndarray, margin: int, grid: int) -> Box:
     """The box of a non-empty bool ``(H, W)`` prediction as C L290-293 takes it: the mask resized
     nearest to ``grid`` x ``grid``, its margin box there (clipped to ``[0, grid]``), mapped back to
@@ -127,12 +117,9 @@ def grid_box(mask2d: np.ndarray, margin: int, grid: int) -> Box:
     if grid == 0:
         return tuple(float(v) for v in margin_box(m, margin))  # type: ignore[return-value]
     h, w = m.shape
-    rows = np.flatnonzero(m.any(axis=1)[nearest_index(h, grid)])
-    cols = np.flatnonzero(m.any(axis=0)[nearest_index(w, grid)])
-    if rows.size == 0:
-        raise ValueError("empty mask: no bounding box")
-    y0, x0 = max(0, int(rows[0]) - margin), max(0, int(cols[0]) - margin)
-    y1, x1 = min(grid, int(rows[-1]) + margin), min(grid, int(cols[-1]) + margin)
+    r0, c0, r1, c1 = grid_bounding_box(m, grid)
+    y0, x0 = max(0, r0 - margin), max(0, c0 - margin)
+    y1, x1 = min(grid, r1 + margin), min(grid, c1 + margin)
     return (y0 * h / grid, x0 * w / grid, y1 * h / grid, x1 * w / grid)
 
 

@@ -76,6 +76,36 @@ def bounding_box(mask2d: np.ndarray, margin: int = 0) -> tuple[int, int, int, in
     )
 
 
+def nearest_index(n_src: int, n_dst: int, centre: bool = False) -> np.ndarray:
+    """Source index of each of ``n_dst`` pixels when ``n_src`` pixels are resized to ``n_dst`` by
+    nearest neighbour: ``cv2.INTER_NEAREST`` takes ``floor(i * n_src / n_dst)``, Pillow's
+    ``NEAREST`` (``centre``) ``floor((i + 0.5) * n_src / n_dst)``; both capped at ``n_src - 1``.
+
+    >>> nearest_index(3, 8).tolist(), nearest_index(3, 8, centre=True).tolist()
+    ([0, 0, 0, 1, 1, 1, 2, 2], [0, 0, 0, 1, 1, 2, 2, 2])
+    """
+    i = np.arange(n_dst) + (0.5 if centre else 0.0)
+    return np.minimum(np.floor(i * (n_src / n_dst)).astype(np.int64), n_src - 1)
+
+
+def grid_bounding_box(mask2d: np.ndarray, grid: int, centre: bool = False) -> tuple[int, int, int, int]:
+    """Tight inclusive box ``(y0, x0, y1, x1)`` of a bool ``(H, W)`` mask after a nearest resize
+    to ``grid`` x ``grid`` (:func:`nearest_index`), in grid pixels: the box a source takes on
+    the model's input grid. ValueError when the resized mask is empty.
+
+    >>> m = np.zeros((512, 512), bool); m[100:201, 10] = True
+    >>> grid_bounding_box(m, 1024)
+    (200, 20, 401, 21)
+    """
+    m = np.asarray(mask2d, dtype=bool)
+    h, w = m.shape
+    rows = np.flatnonzero(m.any(axis=1)[nearest_index(h, grid, centre)])
+    cols = np.flatnonzero(m.any(axis=0)[nearest_index(w, grid, centre)])
+    if rows.size == 0 or cols.size == 0:
+        raise ValueError("empty mask on the grid: no bounding box")
+    return int(rows[0]), int(cols[0]), int(rows[-1]), int(cols[-1])
+
+
 def largest_component_2d(mask2d: np.ndarray) -> np.ndarray:
     """Largest 8-connected component of a bool ``(Y, X)`` mask (ties: first in raster order)."""
     labels, n = ndimage.label(mask2d, structure=_CONN8)

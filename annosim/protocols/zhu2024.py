@@ -8,9 +8,12 @@ Rules (truth restricted to the setting's frames; ``rng`` is the object's generat
    first ``floor(n / fraction)`` frames (``fraction`` 4, at least one frame: the source would
    have an empty video), the evaluated frames (:attr:`RoundOutcome.scored_frames`).
 2. Prompt frames: evaluated frames 0, ``prompt_freq``, 2 ``prompt_freq``, ... (default 2).
-   Where the object is present: its tight inclusive box (``box``, default) or one truth pixel
-   drawn uniformly with ``rng`` (``point``; raster order, ``rng.integers``); where absent: an
-   all-zero mask prompt (``add_mask``).
+   Where the object is present: its tight inclusive box (``box``, default) taken as the source
+   takes it, on the mask resized to ``grid`` x ``grid`` (1024, the source's ``image_size``) by
+   Pillow's nearest neighbour (D L86-98, U L107-137), mapped back to slice pixels (so a
+   512-pixel slice's box ends half a pixel beyond the last truth pixel; ``grid=0``: the tight
+   box on the slice), or one truth pixel drawn uniformly with ``rng`` (``point``; raster
+   order, ``rng.integers``); where absent: an all-zero mask prompt (``add_mask``, F L261-267).
 3. One forward pass from the first evaluated frame; the prediction is kept on the evaluated
    frames only. One round.
 """
@@ -24,7 +27,7 @@ import numpy as np
 
 from annosim.models.base import SliceModel
 from annosim.protocols.base import Prompt, Protocol, RoundOutcome, begin_object
-from annosim.protocols.prompts import bounding_box, foreground_slices
+from annosim.protocols.prompts import bounding_box, foreground_slices, grid_bounding_box
 
 PROMPT_KINDS = ("box", "point")
 
@@ -42,11 +45,15 @@ class Zhu2024Params:
         Every ``prompt_freq``-th evaluated frame gets a prompt (2).
     fraction : int
         The evaluated frames are the first ``floor(n / fraction)`` of the truth's slab (4).
+    grid : int
+        Side of the grid the source resizes masks to before taking boxes (its ``image_size``
+        1024); 0: the box on the slice's own pixels.
     """
 
     prompt: str = "box"
     prompt_freq: int = 2
     fraction: int = 4
+    grid: int = 1024
 
     def __post_init__(self) -> None:
         for name in ("prompt_freq", "fraction"):
@@ -54,8 +61,33 @@ class Zhu2024Params:
             if v < 1:
                 raise ValueError(f"{name} must be >= 1, got {v}")
             object.__setattr__(self, name, v)
+        if int(self.grid) < 0:
+            raise ValueError(f"grid must be >= 0 (0: slice pixels), got {self.grid}")
+        object.__setattr__(self, "grid", int(self.grid))
         if self.prompt not in PROMPT_KINDS:
             raise ValueError(f"prompt must be one of {PROMPT_KINDS}, got {self.prompt!r}")
+
+
+def zhu_box(mask2d: np.ndarray, grid: int) -> tuple[float, float, float, float]:
+    """The source's box of a non-empty bool ``(H, W)`` slice mask, ``(y0, x0, y1, x1)`` in slice
+    pixels: the tight box of the mask resized to ``grid`` x ``grid`` by Pillow's nearest
+    neighbour, times ``H / grid`` and ``W / grid`` (rule 2). ``grid`` 0, or a mask that the
+    resize loses (the source's box would be NaN): the tight box on the slice.
+
+    >>> m = np.zeros((512, 512), bool); m[10:20, 30:40] = True
+    >>> zhu_box(m, 1024)
+    (10.0, 30.0, 19.5, 39.5)
+    """
+    m = np.asarray(mask2d, dtype=bool)
+    if grid:
+        try:
+            r0, c0, r1, c1 = grid_bounding_box(m, grid, centre=True)
+        except ValueError:
+            pass
+        else:
+            h, w = m.shape
+            return (r0 * h / grid, c0 * w / grid, r1 * h / grid, c1 * w / grid)
+    return tuple(float(v) for v in bounding_box(m))  # type: ignore[return-value]
 
 
 def zhu_frames(gt: np.ndarray, fm: np.ndarray, fraction: int, prompt_freq: int) -> tuple[np.ndarray, np.ndarray]:
@@ -100,9 +132,9 @@ class Zhu2024(Protocol):
                 call("add_mask", z, np.zeros(g.shape[1:], dtype=bool))
                 prompts.append(Prompt("mask", z))
             elif p.prompt == "box":
-                box = bounding_box(g[z])
+                box = zhu_box(g[z], p.grid)
                 call("add_box", z, box)
-                prompts.append(Prompt("box", z, box=box))
+                prompts.append(Prompt("box", z, box=bounding_box(g[z])))
             else:
                 coords = np.argwhere(g[z])
                 y, x = (int(v) for v in coords[int(rng.integers(coords.shape[0]))])
