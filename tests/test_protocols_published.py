@@ -24,7 +24,7 @@ from annosim.protocols.shen_rules import conditioning_frame, select_video
 from annosim.engine.unit import UnitContext, run_unit
 from scripted_boxes import ScriptedBoxModel
 
-PUBLISHED = ("ma2024-box", "shen2024-points", "shen2024-mask", "dong2024", "zhu2024", "cvpr25", "ritm-noc")
+PUBLISHED = ("ma2024-box", "ma2024-flare22", "shen2024-points", "shen2024-mask", "dong2024", "zhu2024", "cvpr25", "ritm-noc")
 
 
 def run(protocol, model, gt, frames=None, rng=None):
@@ -230,7 +230,8 @@ def check_rows(result, case, protocol_names, target=0.90, max_clicks=20, cvpr_cl
         if setting == "fg-only":
             assert all(r["fp_slices"] == 0 for r in rows)
         ps = prompts[(name, label, setting)]
-        assert {p["z"] for p in ps} <= fg  # every prompt lies on a truth slice
+        if name != "ma2024-flare22":  # its walk visits every slice of the extent
+            assert {p["z"] for p in ps} <= fg  # every prompt lies on a truth slice
         if name == "ma2024-box":  # A L202-206: the 3D box's extent on z_min + n // 2
             zs = np.flatnonzero(gt.any(axis=(1, 2)))
             z = int(zs[0] + (zs[-1] - zs[0] + 1) // 2)
@@ -238,6 +239,12 @@ def check_rows(result, case, protocol_names, target=0.90, max_clicks=20, cvpr_cl
             assert rounds == [1] and (box["kind"], box["z"]) == ("box", z)
             assert (box["y0"], box["x0"], box["y1"], box["x1"]) == bounding_box(gt.any(axis=0))
             assert [p["kind"] for p in ps[1:]] in ([], ["mask"])
+        elif name == "ma2024-flare22":  # C L253-321: one box on every slice of the extent
+            zs = np.flatnonzero(gt.any(axis=(1, 2)))
+            extent = set(range(int(zs[0]), int(zs[-1]) + 1)) & (fg if setting == "fg-only" else set(range(gt.shape[0])))
+            assert rounds == [1] and clicks == [0] and all(p["kind"] == "box" for p in ps)
+            assert sorted(p["z"] for p in ps) == sorted(extent) and rows[0]["annotated_slices"] == len(ps)
+            assert ps[0]["z"] == int((zs[-1] - zs[0]) / 2 + zs[0]) or setting == "fg-only"
         elif name in ("shen2024-points", "shen2024-mask"):  # Shen: N // 2 of the >256-pixel video
             video = select_video(gt)
             assert rounds == [1]
