@@ -1,5 +1,5 @@
 """Dong et al. 2024 ("Segment anything model 2: an application to 2D and 3D medical images",
-arXiv:2408.00756; mazurowski-lab/segment-anything-medical-evaluation, ``eval_sam2_3d.py`` and
+arXiv:2408.00756; mazurowski-lab/segment-anything2-medical-evaluation, ``eval_sam2_3d.py`` and
 ``prompt_funcs.py``), as its code runs it (protocol-sources.md section 3).
 
 Rules (truth restricted to the setting's frames; ``rng`` is the object's generator):

@@ -1,4 +1,4 @@
-"""Prompt rules of Dong et al. 2024 (mazurowski-lab/segment-anything-medical-evaluation,
+"""Prompt rules of Dong et al. 2024 (mazurowski-lab/segment-anything2-medical-evaluation,
 ``prompt_funcs.py``): upper-median frame, largest 8-connected components, the 5x5 chamfer
 distance of ``cv2.distanceTransform(DIST_L2, 5)`` (float32, as cv2 computes it) and the deepest
 pixels it gives.

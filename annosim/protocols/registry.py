@@ -90,14 +90,14 @@ PROTOCOLS: tuple[ProtocolEntry, ...] = (
         "component (or its box, or the mask) on the upper-median occupied slice; forward pass from "
         "frame 0 (or bidirectional=true).",
         "GT point/box/mask on one slice chosen from the occupied slices",
-        "Dong et al. 2024, arXiv:2408.00756; mazurowski-lab/segment-anything-medical-evaluation",
+        "Dong et al. 2024, arXiv:2408.00756; mazurowski-lab/segment-anything2-medical-evaluation",
     ),
     ProtocolEntry(
         "dong2024-2d", "annosim.protocols.dong2024:Dong2024Slice2D",
         "Dong et al. 2024 2D: every slice with truth predicted on its own (one-shot 2D) from a "
         "point or box of its largest 8-connected component.",
         "GT point or box on every occupied slice",
-        "Dong et al. 2024, arXiv:2408.00756; mazurowski-lab/segment-anything-medical-evaluation",
+        "Dong et al. 2024, arXiv:2408.00756; mazurowski-lab/segment-anything2-medical-evaluation",
     ),
     ProtocolEntry(
         "zhu2024", "annosim.protocols.zhu2024:Zhu2024",
