@@ -263,3 +263,25 @@ def test_interrupted_experiment_resumes_every_folder(tmp_path, capsys):
                            sort_keys=True) for line in (folder / "units.jsonl").read_text().splitlines()]
         assert len(keys) == len(set(keys)) == 2 * 1 * 2  # 2 cases x 1 structure x 2 settings, each once
     assert (out / "report" / "per-object" / "report.html").is_file()
+
+
+def test_changed_configuration_is_refused_before_any_unit_runs(tmp_path, capsys):
+    """As ``annosim run`` refuses a folder made by another configuration, before anything runs:
+    MSD06's folder, removed, is not made again when MSD09's folder refuses."""
+    import shutil
+
+    root = tmp_path / "data"
+    write_miniature(root, ("MSD06", "MSD09"), cases=1)
+    out = tmp_path / "out"
+    args = ["reproduce", "he2024", "--data-root", str(root), "--out", str(out), "--model", "classical",
+            "--datasets", "MSD06,MSD09", "--no-qc", "--quiet"]
+    assert _run(args, capsys)[0] == 0
+    msd06, msd09 = out / "runs" / "MSD06__classical__he2024", out / "runs" / "MSD09__classical__he2024"
+    shutil.rmtree(msd06)
+    journal = (msd09 / "units.jsonl").read_bytes()
+    rc, _, err = _run([*args, "--model-arg", "smooth_mm=2.0"], capsys)
+    assert rc == 2
+    assert f"{msd09}: results folder was made by a different configuration" in err
+    assert "model.args" in err and "smooth_mm" in err
+    assert not msd06.exists()
+    assert (msd09 / "units.jsonl").read_bytes() == journal

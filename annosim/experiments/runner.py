@@ -52,6 +52,7 @@ def run_experiment(exp: Experiment, data_root: Path, out: Path, execution: Execu
     result = ExperimentReport([], [loc.missing_line() for loc in located if not loc.found])
     for line in result.missing:
         _say(f"skipped: {line}")
+    refuse_changed(todo)
     for unit in todo:
         echo(f"== {unit.dataset.entry.name} / {unit.model.label} / {unit.protocol.name} -> {unit.spec.out}")
         rep = run_benchmark(unit.spec, progress=progress, echo=echo)
@@ -64,6 +65,24 @@ def run_experiment(exp: Experiment, data_root: Path, out: Path, execution: Execu
     else:
         _say("no dataset of the experiment was found: nothing ran, no report")
     return result
+
+
+def refuse_changed(todo: list[Unit]) -> None:
+    """Refuse, before any unit runs, a results folder of the tree that holds finished units of
+    another configuration (:class:`annosim.errors.ResultsFolderError`, as ``annosim run`` would)."""
+    from annosim.config import validate
+    from annosim.data.layouts import open_dataset
+    from annosim.engine.driver import run_identity
+    from annosim.results import refusal_of
+
+    for unit in todo:
+        if not (unit.spec.out / "run.json").is_file():
+            continue
+        d = unit.spec.data
+        ds = open_dataset(d.spec, layout=d.layout, data_root=d.data_root, split=d.split, label_names=d.label_names)
+        refusal = refusal_of(unit.spec.out, run_identity(validate(unit.spec), ds.describe()))
+        if refusal is not None:
+            raise refusal
 
 
 def write_reports(exp: Experiment, todo: list[Unit], out: Path, qc: bool | None = None) -> list[Path]:
