@@ -285,3 +285,13 @@ def test_changed_configuration_is_refused_before_any_unit_runs(tmp_path, capsys)
     assert "model.args" in err and "smooth_mm" in err
     assert not msd06.exists()
     assert (msd09 / "units.jsonl").read_bytes() == journal
+
+
+def test_readme_example_experiment_file_parses():
+    """The commented example in README's "Experiment files" is a valid experiment file."""
+    text = (TESTS.parent / "README.md").read_text()
+    block = text.split("### Experiment files", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    exp = parse_experiment(block, "README.md")
+    assert [d.name for d in exp.datasets] == ["MSD09"] and exp.datasets[0].labels == ("spleen",)
+    assert exp.models[0].args == {"cache_dtype": "bfloat16"} and exp.protocols[0].params == {"rounds": "8"}
+    assert [f.datasets for f in exp.report.figures] == [("MSD09",)]
