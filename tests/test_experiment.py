@@ -295,3 +295,29 @@ def test_readme_example_experiment_file_parses():
     assert [d.name for d in exp.datasets] == ["MSD09"] and exp.datasets[0].labels == ("spleen",)
     assert exp.models[0].args == {"cache_dtype": "bfloat16"} and exp.protocols[0].params == {"rounds": "8"}
     assert [f.datasets for f in exp.report.figures] == [("MSD09",)]
+
+
+def test_cvpr25_recipe_over_an_msd_folder(tmp_path, capsys):
+    """The second recipe: the CVPR 2025 protocol (box + 5 click rounds = 6 rounds, never an early
+    stop) over an MSD task folder given as --data-root; every training case of dataset.json."""
+    write_miniature(tmp_path / "data", ("MSD09",))
+    task = tmp_path / "data" / "Task09_Spleen"
+    cases = ["spleen_44", "spleen_21"]
+    (task / "dataset.json").write_text(json.dumps({
+        "name": "Spleen", "labels": {"0": "background", "1": "spleen"},
+        "training": [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in cases]}))
+    out = tmp_path / "out"
+    rc, stdout, _ = _run(["reproduce", "cvpr25", "--data-root", str(task), "--out", str(out), "--no-qc", "--quiet"],
+                         capsys)
+    assert rc == 0
+    rounds = pd.read_csv(out / "runs" / "msd__classical__cvpr25" / "rounds.csv")
+    assert sorted(set(rounds["case"])) == sorted(cases) and set(rounds["setting"]) == {"full"}
+    assert rounds.groupby(["case", "label"])["round"].max().tolist() == [6, 6]
+    assert (out / "report" / "figures" / "cvpr25_round_classical_cvpr25.png").is_file()
+
+
+def test_plan_probe_times_the_first_case(miniature, capsys):
+    rc, stdout, _ = _run(["experiment", "plan", "he2024", "--data-root", str(miniature), "--model", "classical",
+                          "--datasets", "MSD09", "--probe"], capsys)
+    assert rc == 0
+    assert "classical: probe " in stdout and "s an object (case spleen_44, one setting" in stdout
