@@ -214,7 +214,7 @@ def _present_cases(refs: list[CaseRef]) -> list[CaseRef]:
     how many were skipped and the first missing paths (:func:`annosim.data.inspect.missing_files`)."""
     from annosim.data.inspect import missing_files
 
-    bad, lines = missing_files(refs)
+    bad, lines = missing_files(refs, hint=False)
     if bad:
         print(f"annosim: {len(bad)} of {len(refs)} cases skipped: their files are missing", file=sys.stderr)
         for line in lines:

@@ -129,7 +129,7 @@ def plan_experiment(exp: Experiment, data_root: Path, *, probe: bool = False,
         mine = [u for u in todo if u.dataset is loc]
         d = mine[0].spec.data
         ds = open_dataset(d.spec, layout=d.layout, data_root=d.data_root, split=d.split, label_names=d.label_names)
-        bad, why = missing_files(list(ds.cases))
+        bad, why = missing_files(list(ds.cases), hint=False)
         present = [r for r in ds.cases if r.case_id not in bad]
         structures = _structures(present, loc.entry.labels)
         n_units = len(present) * len(structures) * len(exp.settings) * len(exp.models) * len(exp.protocols)
