@@ -133,6 +133,19 @@ def test_reproduce_he2024_on_the_miniature(reproduced):
     assert btcv.loc[("BTCV", "spleen"), "sam2_fg_only"] == 0.475  # Table 1, BTCV spleen, SAM2 fg-only
     curves = pd.read_csv(out / "report" / "per-object" / "curves.csv")
     assert set(curves["dataset"]) == set(EXPECTED)
+    # run.json names the tree's copy of the shipped datalist (stable when annosim moves)
+    meta = json.loads((out / "runs" / "MSD03__classical__he2024" / "run.json").read_text())
+    assert meta["data"]["spec"] == str(out / "datalists" / "Task03_5_folds.json")
+    assert (out / "datalists" / "Task03_5_folds.json").read_bytes() == packaged_datalist("Task03_5_folds.json").read_bytes()
+
+
+def test_nothing_found_exits_1_and_makes_no_folder(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, stdout, err = _run(["reproduce", "he2024", "--data-root", str(tmp_path), "--out", str(out), "--model",
+                            "classical", "--quiet"], capsys)
+    assert rc == 1
+    assert stdout.count("missing: ") == 7 and "no dataset of the experiment was found" in err
+    assert not out.exists()
 
 
 def test_removed_dataset_is_reported_and_the_rest_runs(tmp_path, capsys):

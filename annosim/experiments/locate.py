@@ -61,13 +61,33 @@ def locate(entry: DatasetEntry, data_root: Path) -> Located:
     return Located(entry, None, tuple(looked))
 
 
-def data_spec(found: Located) -> DataSpec:
-    """The DataSpec of a found dataset: packaged datalists resolve to annosim's copy (paths inside
-    relative to the dataset's folder), other specs relative to that folder."""
+def datalist_copy(out: Path, spec: str) -> Path:
+    """Where an experiment's results tree keeps its copy of the shipped datalist ``annosim:NAME``
+    (``out/datalists/NAME``), so that run.json names a file that stays put when annosim moves."""
+    return Path(out) / "datalists" / spec[len(PACKAGED):]
+
+
+def copy_datalists(exp: Experiment, out: Path) -> None:
+    """Write (or refresh) the tree's copies of the shipped datalists the experiment names."""
+    for e in exp.datasets:
+        if e.spec.startswith(PACKAGED):
+            source = packaged_datalist(e.spec)
+            assert source is not None  # checked when the file was read
+            dest = datalist_copy(out, e.spec)
+            data = source.read_bytes()
+            if not dest.is_file() or dest.read_bytes() != data:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                dest.write_bytes(data)
+
+
+def data_spec(found: Located, out: Path | None = None) -> DataSpec:
+    """The DataSpec of a found dataset: a shipped datalist is read from the tree's copy under
+    ``out`` (annosim's own file when ``out`` is None), its paths relative to the dataset's folder;
+    other specs are relative to that folder."""
     e, root = found.entry, found.root
     assert root is not None
     if e.spec.startswith(PACKAGED):
-        path = packaged_datalist(e.spec)
+        path = packaged_datalist(e.spec) if out is None else datalist_copy(out, e.spec)
         assert path is not None  # checked when the file was read
         spec, data_root = str(path), str(root)
     else:
@@ -102,15 +122,16 @@ def run_folder(out: Path, dataset: str, model: str, protocol: str) -> Path:
     return Path(out) / "runs" / f"{dataset}__{model}__{protocol}"
 
 
-def units(exp: Experiment, data_root: Path, out: Path, execution: ExecutionSpec = ExecutionSpec()
-          ) -> tuple[list[Located], list[Unit]]:
-    """Every dataset located, and the units (one RunSpec each) of the datasets found."""
+def units(exp: Experiment, data_root: Path, out: Path, execution: ExecutionSpec = ExecutionSpec(),
+          copies: bool = True) -> tuple[list[Located], list[Unit]]:
+    """Every dataset located, and the units (one RunSpec each) of the datasets found; ``copies``:
+    shipped datalists are read from the tree's copies (:func:`copy_datalists`)."""
     located = [locate(d, Path(data_root)) for d in exp.datasets]
     out_units = []
     for found in located:
         if not found.found:
             continue
-        data = data_spec(found)
+        data = data_spec(found, out if copies else None)
         for m in exp.models:
             for p in exp.protocols:
                 spec = RunSpec(data=data, out=run_folder(out, found.entry.name, m.label, p.name), model=model_spec(m),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from annosim.config import ExecutionSpec
-from annosim.experiments.locate import Unit, check_experiment, units
+from annosim.experiments.locate import Unit, check_experiment, copy_datalists, units
 from annosim.experiments.spec import Experiment
 
 
@@ -28,10 +28,12 @@ class ExperimentReport:
     missing: list[str]
     errors: int = 0
     reports: list[Path] | None = None
+    #: No dataset of the experiment was found under the data root (nothing ran: exit status 1).
+    nothing_found: bool = False
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.errors else 0
+        return 1 if self.errors or self.nothing_found else 0
 
 
 def _say(text: str) -> None:
@@ -49,9 +51,12 @@ def run_experiment(exp: Experiment, data_root: Path, out: Path, execution: Execu
     check_experiment(exp, execution)
     check_out_folder(out, "--out")
     located, todo = units(exp, data_root, out, execution)
-    result = ExperimentReport([], [loc.missing_line() for loc in located if not loc.found])
+    result = ExperimentReport([], [loc.missing_line() for loc in located if not loc.found],
+                              nothing_found=not todo)
     for line in result.missing:
         _say(f"skipped: {line}")
+    if todo:
+        copy_datalists(exp, out)
     refuse_changed(todo)
     for unit in todo:
         echo(f"== {unit.dataset.entry.name} / {unit.model.label} / {unit.protocol.name} -> {unit.spec.out}")
@@ -117,7 +122,7 @@ def plan_experiment(exp: Experiment, data_root: Path, *, probe: bool = False,
     from annosim.data.layouts import open_dataset
 
     check_experiment(exp, execution)
-    located, todo = units(exp, data_root, Path(tempfile.gettempdir()) / "annosim-plan", execution)
+    located, todo = units(exp, data_root, Path(tempfile.gettempdir()) / "annosim-plan", execution, copies=False)
     lines = [f"experiment {exp.name} ({exp.source}): {len(exp.datasets)} datasets, {len(exp.models)} model(s), "
              f"{len(exp.protocols)} protocol(s), settings {', '.join(exp.settings)}, data root {data_root}"]
     lines += [f"model {m.label}: {model_needs(m.name, m.checkpoint)}" for m in exp.models]
