@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 
 from annosim.cli import main
+from annosim.data.layouts import detect_layout, open_dataset
 from annosim.experiments.spec import packaged_datalist, parse_experiment, recipe_text
 from annosim.report.table1 import load_paper_table
 from results_helpers import PLUGIN
@@ -136,7 +137,8 @@ def test_reproduce_he2024_on_the_miniature(reproduced):
     # run.json names the tree's copy of the shipped datalist (stable when annosim moves)
     meta = json.loads((out / "runs" / "MSD03__classical__he2024" / "run.json").read_text())
     assert meta["data"]["spec"] == str(out / "datalists" / "Task03_5_folds.json")
-    assert (out / "datalists" / "Task03_5_folds.json").read_bytes() == packaged_datalist("Task03_5_folds.json").read_bytes()
+    copy = out / "datalists" / "Task03_5_folds.json"
+    assert copy.read_bytes() == packaged_datalist("Task03_5_folds.json").read_bytes()
 
 
 def test_nothing_found_exits_1_and_makes_no_folder(tmp_path, capsys):
@@ -334,3 +336,23 @@ def test_plan_probe_times_the_first_case(miniature, capsys):
                           "--datasets", "MSD09", "--probe"], capsys)
     assert rc == 0
     assert "classical: probe " in stdout and "s an object (case spleen_44, one setting" in stdout
+
+
+def test_btcv_and_abdomenct1k_folders_open_without_a_datalist(miniature):
+    """The ``btcv`` and ``abdomenct1k`` layouts: the same cases, ids and label names as the VISTA
+    datalists give for the same files (so runs of either pair by case and structure)."""
+    training = miniature / "RawData" / "Training"
+    assert detect_layout(training) == "btcv" and detect_layout(miniature) == "btcv"  # RawData/Training below
+    btcv = open_dataset(training)
+    assert [c.case_id for c in btcv] == ["img0021", "img0034"]
+    assert [Path(c.labels[0]).name for c in btcv] == ["label0021.nii.gz", "label0034.nii.gz"]
+    names = json.loads(packaged_datalist("BTCV-Abdomen_5_folds.json").read_text())["label_dict"]
+    assert btcv.cases[0].label_names == {int(k): v for k, v in names.items()}
+    abd = open_dataset(miniature, layout="abdomenct1k")
+    assert [c.case_id for c in abd] == ["Case_00030_0000", "Case_00697_0000"]  # sorted by mask name
+    assert [Path(c.image).parent.name for c in abd] == ["AbdomenCT-1K-ImagePart1", "AbdomenCT-1K-ImagePart2"]
+    names = json.loads(packaged_datalist("AbdomenCT-1K_5_folds.json").read_text())["label_dict"]
+    assert abd.cases[0].label_names == {int(k): v for k, v in names.items()}
+    listed = open_dataset(packaged_datalist("AbdomenCT-1K_5_folds.json"), data_root=miniature)
+    present = {c.case_id: c.image for c in listed if Path(c.image).exists()}
+    assert present == {c.case_id: c.image for c in abd}

@@ -182,12 +182,14 @@ def model_needs(name: str, checkpoint: str | None) -> str:
     if builtin.extra:
         module = {"sam2": "sam2", "monai": "monai", "nninteractive": "nnInteractive"}.get(builtin.extra, builtin.extra)
         ok = importlib.util.find_spec(module) is not None
-        parts.append(f"extra {builtin.extra} ({'installed' if ok else 'NOT installed: pip install annosim[' + builtin.extra + ']'})")
+        state = "installed" if ok else f"NOT installed: pip install 'annosim[{builtin.extra}]'"
+        parts.append(f"extra {builtin.extra} ({state})")
     if name.startswith("sam2"):
         from annosim.models.sam2_checkpoints import cache_dir, get_variant
 
         cached = cache_dir() / get_variant(name).filename
-        parts.append(f"weights {cached} ({'present' if cached.is_file() else 'absent: downloaded on first use, or give --checkpoint'})")
+        state = "present" if cached.is_file() else "absent: downloaded on first use, or give --checkpoint"
+        parts.append(f"weights {cached} ({state})")
     elif builtin.extra:
         parts.append("weights downloaded on first use (or give --checkpoint)")
     else:
