@@ -204,32 +204,45 @@ def _estimates(mine: list[Unit], first, n_structures: int, probe: bool) -> list[
     out = []
     for model_label in dict.fromkeys(u.model.label for u in mine):
         unit = next(u for u in mine if u.model.label == model_label)
-        est = estimate_from_header(first.image, first.labels[0], _MemoryStandIn(unit.model.name))
+        if probe:  # the model itself, built as the run builds it: its own estimate_memory
+            from annosim.models.registry import load_model
+
+            model = load_model(unit.spec.model.name, unit.spec.model.args)
+        else:
+            model = _MemoryStandIn(unit.model.name, unit.spec.model.args)
+        est = estimate_from_header(first.image, first.labels[0], model)
         mem = "unknown (header unreadable)" if est is None else f"{gib(est.total)} ({est.parts()})"
-        out.append(f"{model_label}: memory for case {first.case_id} ~ {mem}")
+        out.append(f"{model_label}: memory for case {first.case_id} ~ {mem}"
+                   + ("" if probe else " (SAM2 assumed on CUDA; --probe asks the model itself)"
+                      if unit.model.name.startswith("sam2") else ""))
         if probe:
+            del model
             seconds = _probe(unit, first.case_id)
             per_case = seconds * n_structures * len(unit.spec.evaluation.settings) * len(
                 [u for u in mine if u.model.label == model_label])
             out.append(f"{model_label}: probe {seconds:.1f} s an object (case {first.case_id}, one setting, model "
-                       f"loading included) -> about {per_case:.0f} s a case")
+                       f"loading included) -> about {per_case:.1f} s a case")
     return out
 
 
 class _MemoryStandIn:
-    """The model part of a memory estimate without building the model: SAM2's own formula for
-    SAM2 names (on CUDA, where it runs by default), annosim's default otherwise."""
+    """The model part of a memory estimate without building the model (which loads weights):
+    for SAM2 names the formula :meth:`SAM2Model.estimate_memory` uses
+    (:func:`annosim.memory.sam2_case_bytes`) at the model's ``image_size`` and ``cache_dtype``
+    arguments, on CUDA where it runs by default; annosim's default estimate otherwise."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.device = "cuda" if name.startswith("sam2") else "host"
+    def __init__(self, name: str, args: dict[str, str]) -> None:
+        self.name, self.args = name, args
+        self.device = str(args.get("device", "cuda")) if name.startswith("sam2") else "host"
 
     def estimate_memory(self, shape: tuple[int, int, int]) -> int | None:
         if not self.name.startswith("sam2"):
             return None
         from annosim.memory import sam2_case_bytes, sam2_itemsizes
 
-        return sam2_case_bytes(shape[0], 1024, sam2_itemsizes("cuda"))
+        device = "cuda" if self.device.startswith("cuda") else "cpu"
+        bf16 = str(self.args.get("cache_dtype", "native")) in ("bfloat16", "bf16")
+        return sam2_case_bytes(shape[0], int(self.args.get("image_size", 1024)), sam2_itemsizes(device, bf16))
 
 
 def _probe(unit: Unit, case_id: str) -> float:
