@@ -222,6 +222,10 @@ name = "he2024"
     (lambda t: t.replace('name = "classical"', 'name = "no-such-model"'), "models[1].name", "no-such-model"),
     (lambda t: t.replace('spec = "annosim:Task09_5_folds.json"\n', ""), "datasets[1].spec", "missing (required)"),
     (lambda t: t.replace('name = "he2024"', 'name = "he2025"'), "protocols[1]", "he2025"),
+    (lambda t: "sede = 1\n" + t, "sede", "unknown key"),
+    (lambda t: t + '[[report.figures]]\nname = "f"\ndatasets = ["liver"]\n', "report.figures[1].datasets",
+     "'liver' is not a dataset of this file"),
+    (lambda t: 'seed = "zero"\n' + t, "seed", "expected int, got str 'zero'"),
 ])
 def test_malformed_file_is_one_line_exit_2_before_anything_runs(tmp_path, capsys, edit, key, problem):
     path = tmp_path / "exp.toml"
