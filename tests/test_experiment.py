@@ -196,7 +196,7 @@ def test_plan_on_an_empty_folder_says_what_is_missing_and_where_published(tmp_pa
     rc, stdout, _ = _run(["experiment", "plan", "he2024", "--data-root", str(tmp_path), "--model", "classical"],
                          capsys)
     assert rc == 0
-    assert f"dataset MSD03: not found (looked for a folder holding imagesTr: {tmp_path / 'Task03_Liver'}); " \
+    assert f"dataset MSD03: not found (looked for a folder holding imagesTr: {tmp_path / 'Task03_Liver'}, {tmp_path / 'Task03'}); " \
            "published at http://medicaldecathlon.com/" in stdout
     assert "AbdomenCT-1K: not found" in stdout and "github.com/JunMa11/AbdomenCT-1K" in stdout
     assert "7 dataset(s) missing" in stdout
