@@ -360,3 +360,12 @@ def test_btcv_and_abdomenct1k_folders_open_without_a_datalist(miniature):
     listed = open_dataset(packaged_datalist("AbdomenCT-1K_5_folds.json"), data_root=miniature)
     present = {c.case_id: c.image for c in listed if Path(c.image).exists()}
     assert present == {c.case_id: c.image for c in abd}
+
+
+def test_datalist_stems_name_the_paper_datasets():
+    """``annosim report`` on a folder of the tree outside the experiment names its dataset after the
+    datalist's stem; the Table-1 view maps each stem to its published rows."""
+    from annosim.report.table1 import paper_dataset
+
+    assert [paper_dataset(Path(LAYOUT[n][1]).stem) for n in LAYOUT] == list(LAYOUT)
+    assert paper_dataset("BTCV-Cervix_5_folds") is None
