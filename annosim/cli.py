@@ -18,6 +18,8 @@ from annosim.errors import AnnosimError, RunInterrupted
 _COMMANDS: tuple[tuple[str, str], ...] = (
     ("demo", "demo"),
     ("run", "run"),
+    ("experiment", "experiment"),
+    ("experiment", "reproduce"),
     ("datasets", "datasets"),
     ("protocols", "protocols"),
     ("models", "models"),

@@ -40,6 +40,9 @@ class DataSpec:
     verify_data: bool = False
     #: On a rerun, recompute the cases whose input files changed instead of refusing the run.
     allow_changed_data: bool = False
+    #: Skip (and report) the cases whose image or label file is missing instead of recording
+    #: each as an error (experiment files: a split whose dataset is partly downloaded).
+    skip_missing: bool = False
 
 
 @dataclass(frozen=True)

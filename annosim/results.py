@@ -98,6 +98,33 @@ def _diff(old: Any, new: Any, prefix: str = "") -> list[str]:
     return []
 
 
+def identity_diffs(old: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """Differences between two run.json configurations, over the IDENTITY_KEYS only."""
+    return _diff({k: old.get(k) for k in IDENTITY_KEYS}, {k: _jsonable(config).get(k) for k in IDENTITY_KEYS})
+
+
+def different_configuration(path: Path, diffs: list[str]) -> ResultsFolderError:
+    """The refusal of a folder made by another configuration, listing the differing keys."""
+    shown = "\n  ".join(diffs[:12]) + (f"\n  ... and {len(diffs) - 12} more" if len(diffs) > 12 else "")
+    return ResultsFolderError(f"{path}: results folder was made by a different configuration:\n  {shown}\n"
+                              "rerun the command that made it to resume, or give a new --out folder")
+
+
+def refusal_of(path: str | Path, config: dict[str, Any]) -> ResultsFolderError | None:
+    """What :meth:`ResultsFolder.open` would refuse for ``config`` because ``path`` holds finished
+    units of another configuration (None: it would open); nothing is written."""
+    path = Path(path)
+    run_json, journal = path / RUN_JSON, path / UNITS_JSONL
+    if not run_json.is_file() or not journal.is_file() or b"\n" not in journal.read_bytes():
+        return None
+    try:
+        old = json.loads(run_json.read_text())
+    except (OSError, ValueError) as exc:
+        return ResultsFolderError(f"{run_json}: unreadable ({exc})")
+    diffs = identity_diffs(old, config)
+    return different_configuration(path, diffs) if diffs else None
+
+
 def _jsonable(value: Any) -> Any:
     """Round-trip through JSON so that comparisons see what the file holds."""
     return json.loads(json.dumps(value, default=str))
@@ -157,13 +184,9 @@ class ResultsFolder:
                 old = json.loads(run_json.read_text())
             except (OSError, ValueError) as exc:
                 raise ResultsFolderError(f"{run_json}: unreadable ({exc})") from None
-            diffs = _diff({k: old.get(k) for k in IDENTITY_KEYS}, {k: config.get(k) for k in IDENTITY_KEYS})
+            diffs = identity_diffs(old, config)
             if diffs and self._committed_units():
-                shown = "\n  ".join(diffs[:12]) + (f"\n  ... and {len(diffs) - 12} more" if len(diffs) > 12 else "")
-                raise ResultsFolderError(
-                    f"{self.path}: results folder was made by a different configuration:\n  {shown}\n"
-                    "rerun the command that made it to resume, or give a new --out folder"
-                )
+                raise different_configuration(self.path, diffs)
             if diffs:  # nothing finished there: the folder is taken over by this configuration
                 for name in (ROUNDS_CSV, PROMPTS_JSONL, UNITS_JSONL):
                     (self.path / name).unlink(missing_ok=True)

@@ -14,7 +14,8 @@ def dataset_options(func):
     """The options that name a dataset (shared by run, datasets inspect and score)."""
     for opt in reversed(
         [
-            click.option("--layout", type=click.Choice(["msd", "nnunet", "datalist", "csv", "pair"]),
+            click.option("--layout",
+                         type=click.Choice(["msd", "nnunet", "datalist", "csv", "btcv", "abdomenct1k", "pair"]),
                          default=None, help="Dataset layout (detected automatically by default)."),
             click.option("--data-root", default=None, help="Root for relative paths of datalist/CSV files."),
             click.option("--split", default=None, help="Datalist split: testing, training or fold:K."),

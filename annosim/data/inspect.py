@@ -115,9 +115,10 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def missing_files(cases: list, shown: int = 5) -> tuple[set[str], list[str]]:
+def missing_files(cases: list, shown: int = 5, hint: bool = True) -> tuple[set[str], list[str]]:
     """Case ids whose image or label files do not exist, and summary lines: one line per kind
-    ("N of M images not found under ROOT ...") then the first ``shown`` missing paths.
+    ("N of M images not found under ROOT ...", ``hint``: with a pointer to ``--data-root``) then
+    the first ``shown`` missing paths.
 
     ``cases``: :class:`annosim.data.layouts.CaseRef` items. Nothing is read.
     """
@@ -138,7 +139,8 @@ def missing_files(cases: list, shown: int = 5) -> tuple[set[str], list[str]]:
         for kind, paths in missing.items():
             if paths:
                 lines.append(f"{len(paths)} of {len(cases)} {kind}s not found under {root}")
-        lines[-1] += "; pass --data-root FOLDER if the paths are relative to another folder"
+        if hint:
+            lines[-1] += "; pass --data-root FOLDER if the paths are relative to another folder"
         listed = [p for paths in missing.values() for p in paths]
         lines += [f"  not found: {p}" for p in listed[:shown]]
         if len(listed) > shown:

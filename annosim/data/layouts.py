@@ -15,6 +15,9 @@ A *spec* names a dataset in one of these layouts (detected automatically, or for
               ``fold:K`` (training entries with ``fold == K``). Names from ``label_dict``/``labels``.
 ``csv``       Manifest ``.csv`` with a header ``image,label[,case]``; paths relative to
               ``data_root`` (default: the CSV's folder).
+``btcv``, ``abdomenct1k``  the folders of BTCV (``RawData/Training/img``, ``label``) and
+              AbdomenCT-1K (``AbdomenCT-1K-ImagePart*``, ``Mask``), which have no
+              ``dataset.json`` (see :mod:`annosim.data.challenge_layouts`).
 ``pair``      ``"IMAGE LABEL"`` (shell quoting allowed). ``LABEL`` may be several files separated by
               commas, or a glob such as ``"dir/*_seg.nrrd"``: structures on the image grid merged
               into one label map (see :func:`annosim.data.readers.read_labels_on`).
@@ -43,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from annosim.data import challenge_layouts
 from annosim.data.case import Case, check_case_names
 from annosim.data.orientation import ORIENTATIONS, orient
 from annosim.data.paths import _expand_label_spec, _inside, _unique_ids, _user_path, case_id_from_path
@@ -55,7 +59,7 @@ from annosim.data.readers import (
 from annosim.errors import ConfigError, InputError
 
 #: Layout names accepted by :func:`open_dataset`.
-LAYOUTS = ("msd", "nnunet", "datalist", "csv", "pair")
+LAYOUTS = ("msd", "nnunet", "datalist", "csv", "btcv", "abdomenct1k", "pair")
 
 
 @dataclass
@@ -171,6 +175,10 @@ def detect_layout(spec: str | Path) -> str:
         if path.is_dir():
             if (path / "dataset.json").is_file():
                 return _json_layout(path / "dataset.json")
+            if challenge_layouts.btcv_training(path) is not None:
+                return "btcv"
+            if challenge_layouts.is_abdomenct1k(path):
+                return "abdomenct1k"
             raise InputError(
                 path, "folder has no dataset.json (not an MSD or nnU-Net folder); for one image give 'IMAGE LABEL'"
             )
@@ -354,6 +362,21 @@ def _open_pair(text: str, data_root: Path | None, names: dict[int, str]) -> Data
     return Dataset(case_id, "pair", Path(root), [CaseRef(case_id, image, labels, dict(names))])
 
 
+def _open_listed(layout: str, folder: Path, split: str | None, names: dict[int, str]) -> Dataset:
+    """A BTCV or AbdomenCT-1K folder (training cases only), with the dataset's own label names."""
+    if split not in (None, "training"):
+        raise ConfigError(f"{layout} folders have labels only for split 'training', not {split!r}")
+    if layout == "btcv":
+        root, listed = challenge_layouts.list_btcv(folder)
+        own, name = challenge_layouts.BTCV_NAMES, "BTCV"
+    else:
+        root, listed = folder, challenge_layouts.list_abdomenct1k(folder)
+        own, name = challenge_layouts.ABDOMENCT1K_NAMES, "AbdomenCT-1K"
+    label_names = {**own, **names}
+    refs = [CaseRef(case_id_from_path(image), image, [label], dict(label_names)) for image, label in listed]
+    return Dataset(name, layout, root, _unique_ids(refs, root), split="training")
+
+
 def open_dataset(
     spec: str | Path,
     *,
@@ -385,6 +408,10 @@ def open_dataset(
         ds = _open_msd(path, split, names) if layout == "msd" else _open_nnunet(path, split, names)
     elif layout == "datalist":
         ds = _open_datalist(path, root, split, names)
+    elif layout in ("btcv", "abdomenct1k"):
+        if not path.is_dir():
+            raise InputError(path, "folder not found")
+        ds = _open_listed(layout, path, split, names)
     elif layout == "csv":
         if split is not None:
             raise ConfigError("a CSV manifest has no splits; drop --split")

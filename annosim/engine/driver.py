@@ -209,6 +209,19 @@ def _refuse_or_drop_changed(store: ResultsFolder, refs: Sequence[CaseRef], d: An
     return now
 
 
+def _present_cases(refs: list[CaseRef]) -> list[CaseRef]:
+    """``refs`` without the cases whose files are missing (``DataSpec.skip_missing``); prints
+    how many were skipped and the first missing paths (:func:`annosim.data.inspect.missing_files`)."""
+    from annosim.data.inspect import missing_files
+
+    bad, lines = missing_files(refs, hint=False)
+    if bad:
+        print(f"annosim: {len(bad)} of {len(refs)} cases skipped: their files are missing", file=sys.stderr)
+        for line in lines:
+            print(f"annosim: {line}", file=sys.stderr)
+    return [r for r in refs if r.case_id not in bad]
+
+
 def run_benchmark(
     spec: RunSpec | ResolvedRun,
     *,
@@ -229,7 +242,10 @@ def run_benchmark(
     check_out_dir(spec.out)
     d = spec.data
     dataset = open_dataset(d.spec, layout=d.layout, data_root=d.data_root, split=d.split, label_names=d.label_names)
-    refs = list(dataset.cases)[: d.limit] if d.limit else list(dataset.cases)
+    refs = list(dataset.cases)
+    if d.skip_missing:
+        refs = _present_cases(refs)
+    refs = refs[: d.limit] if d.limit else refs
     check_command_line_files(dataset)
     check_label_names(refs, d.labels)
     identity = run_identity(run, dataset.describe())

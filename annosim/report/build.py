@@ -61,6 +61,11 @@ class ReportConfig:
     qc_dpi: int = 80
     x: str = "round"
     viewers: str = "qc"
+    #: Dataset name per results folder (its path as given), overriding ``dataset_name`` there.
+    dataset_names: dict[str, str] = field(default_factory=dict)
+    #: Figures drawing several datasets together, ``(name, title, datasets)`` (an experiment's
+    #: ``[[report.figures]]``), written before the per-dataset figures.
+    figure_groups: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
 
 @dataclass
@@ -236,6 +241,9 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     out.mkdir(parents=True, exist_ok=True)
     _clear_images(out)
     runs = read_runs(list(run_dirs), config.dataset_name)
+    for run_dir, run in zip(run_dirs, runs):
+        if str(run_dir) in config.dataset_names:
+            run.rounds["dataset"] = config.dataset_names[str(run_dir)]
     res = analyse(runs, config.stats)
     summary = res["summary"]
     written: dict[str, dict[str, Path]] = {}
@@ -291,7 +299,8 @@ def build_report(run_dirs: list[str | Path], out: str | Path, config: ReportConf
     curves_csv = out / "curves.csv"
     curves = figures.figure_curves(res["rounds"], config.x)
     curves.to_csv(curves_csv, index=False)
-    figs = figures.write_figures(curves, out / "figures", config.figure_dpi, config.x)
+    figs = figures.write_group_figures(curves, config.figure_groups, out / "figures", config.figure_dpi, config.x)
+    figs += figures.write_figures(curves, out / "figures", config.figure_dpi, config.x)
     qc_images: list[tuple[str, Path]] = []
     qc_notes: list[str] = []
     if config.qc:

@@ -217,3 +217,34 @@ def write_figures(curves: pd.DataFrame, out_dir: Path, dpi: int = 120, x: str = 
         records.append(dict(dataset=dataset, model=model, protocol=protocol, variant=variant, png=png, svg=svg,
                             caption=f"{dataset} - {model} - {proto}: " + caption(sub, x)))
     return records
+
+
+def write_group_figures(curves: pd.DataFrame, groups: tuple[tuple[str, str, tuple[str, ...]], ...], out_dir: Path,
+                        dpi: int = 120, x: str = "round") -> list[dict[str, object]]:
+    """One PNG and SVG per group and (model, protocol): the curves of the group's datasets in one
+    figure, one line per ``dataset: structure`` (the paper's Figs. 2-4 group datasets so).
+
+    ``groups``: ``(name, title, datasets)``; files are ``<name>_<x>_<model>_<protocol>``. A group
+    whose datasets have no curve is left out. Returns records as :func:`write_figures` does, with
+    ``dataset`` set to the group's name.
+    """
+    out_dir = Path(out_dir)
+    records = []
+    for name, title, datasets in groups:
+        mine = curves[curves["dataset"].isin(datasets)]
+        if mine.empty:
+            continue
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for (model, protocol), sub in mine.groupby(["model", "protocol"], sort=True):
+            sub = sub.assign(structure=[f"{d}: {s}" for d, s in zip(sub["dataset"], sub["structure"])])
+            fig = plot_curves(sub, f"{title} - {model} - {protocol}: mean Dice per {X_NOUNS[x]}", x)
+            stem = slug(f"{name}_{x}_{model}_{protocol}")
+            png, svg = out_dir / f"{stem}.png", out_dir / f"{stem}.svg"
+            fig.savefig(png, dpi=dpi)
+            fig.savefig(svg)
+            plt.close(fig)
+            variant = str(sub["variant"].iloc[0]) if "variant" in sub.columns else ""
+            records.append(dict(dataset=name, model=model, protocol=protocol, variant=variant, png=png, svg=svg,
+                                caption=f"{title} ({', '.join(d for d in datasets if d in set(mine['dataset']))}) - "
+                                        f"{model} - {protocol}: " + caption(sub, x)))
+    return records

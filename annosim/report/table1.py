@@ -41,6 +41,9 @@ _DATASET_ALIASES: dict[str, str] = {
     "btcv": "BTCV", "btcvabdomen": "BTCV",
     "abdomenct1k": "AbdomenCT-1K",
 }
+#: Aliases that also name a dataset when followed by more (the VISTA datalists' stems
+#: ``BTCV-Abdomen_5_folds``, ``AbdomenCT-1K_5_folds``); plain ``btcv`` does not (BTCV-Cervix).
+_PREFIX_ALIASES = ("btcvabdomen", "abdomenct1k")
 #: Label names whose paper name the general rule (see :func:`paper_structure`) does not give.
 _STRUCTURE_ALIASES: dict[str, str] = {
     "ivc": "inferior vena cava",
@@ -91,7 +94,7 @@ def paper_dataset(name: str) -> str | None:
     if key in _DATASET_ALIASES:
         return _DATASET_ALIASES[key]
     for alias, ds in _DATASET_ALIASES.items():
-        if key.startswith(alias) and alias.startswith(("task", "msd")):
+        if key.startswith(alias) and (alias.startswith(("task", "msd")) or alias in _PREFIX_ALIASES):
             return ds
     return None
 
