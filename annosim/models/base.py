@@ -12,6 +12,7 @@ Optional hooks and their defaults:
 ``add_box``            raises NotImplementedError (the model takes no boxes)
 ``add_mask``           raises NotImplementedError (no mask prompts)
 ``predict_slice``      raises NotImplementedError (no one-shot 2D prediction)
+``predict_slice_masked`` raises NotImplementedError (no one-shot 2D prediction with a mask prompt)
 ``propagate_pass``     :meth:`propagate` restricted to the frames one pass visits (a model without
                        pass-level control, e.g. a native 3D model)
 ``set_target``         no-op: the label value and name of the object about to start
@@ -120,6 +121,15 @@ class SliceModelBase:
         untouched (points (K, 2) ``(y, x)``, labels (K,), box ``(y0, x0, y1, x1)`` inclusive)."""
         raise NotImplementedError(f"model {self.name!r} has no one-shot 2D prediction")
 
+    def predict_slice_masked(
+        self, z: int, mask: np.ndarray, points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """One-shot bool ``(Y, X)`` prediction of slice ``z`` like :meth:`predict_slice`, with
+        ``mask`` (bool ``(Y, X)``, the slice's previous prediction) as a mask prompt beside the
+        clicks (points (K, 2) ``(y, x)``, labels (K,)); the object's prompts stay untouched."""
+        raise NotImplementedError(f"model {self.name!r} has no one-shot 2D prediction with a mask prompt")
+
     def propagate_pass(self, start: int, reverse: bool = False) -> np.ndarray:
         """One propagation pass from slice ``start`` (a frame), forward (increasing z) or
         ``reverse``, from every prompt so far; bool ``(Z, Y, X)``, empty outside the frames the
@@ -169,7 +179,7 @@ class SliceModelBase:
 
 
 _DELEGATED = ("set_volume", "start_object", "add_clicks", "propagate")
-_OPTIONAL = ("add_box", "add_mask", "predict_slice", "propagate_pass", "set_target", "configure_protocol", "release_case",
+_OPTIONAL = ("add_box", "add_mask", "predict_slice", "predict_slice_masked", "propagate_pass", "set_target", "configure_protocol", "release_case",
              "estimate_memory", "describe")
 
 
@@ -219,6 +229,12 @@ class PluginModel(SliceModelBase):
     def predict_slice(self, z: int, points: Any = None, labels: Any = None, box: Any = None) -> np.ndarray:
         own = self._own("predict_slice")
         return own(z, points=points, labels=labels, box=box) if own else super().predict_slice(z, points, labels, box)
+
+    def predict_slice_masked(self, z: int, mask: np.ndarray, points: Any = None, labels: Any = None) -> np.ndarray:
+        own = self._own("predict_slice_masked")
+        if own:
+            return own(z, mask, points=points, labels=labels)
+        return super().predict_slice_masked(z, mask, points, labels)
 
     def propagate_pass(self, start: int, reverse: bool = False) -> np.ndarray:
         own = self._own("propagate_pass")

@@ -273,6 +273,19 @@ class ClassicalModel(SliceModelBase):
         finally:
             self._slices, self._pred = saved
 
+    def predict_slice_masked(self, z: int, mask: np.ndarray, points: np.ndarray | None = None,
+                             labels: np.ndarray | None = None) -> np.ndarray:
+        """One-shot bool ``(Y, X)`` of slice ``z`` from the mask prompt (taken as the slice's base,
+        as :meth:`add_mask` does) edited by the clicks, on a freshly started object; every stored
+        prompt and the last propagation are restored afterwards."""
+        self._check_slice(int(z))
+        saved, self._slices, self._pred = (self._slices, self._pred), {}, None
+        try:
+            out = self.add_mask(z, mask)
+            return self.add_clicks(z, points, labels) if points is not None and len(points) else out
+        finally:
+            self._slices, self._pred = saved
+
     def _slice_mask(self, z: int) -> np.ndarray:
         """The mask of prompted slice ``z``: its base, plus positive regions, minus negatives."""
         st = self._slices[z]
