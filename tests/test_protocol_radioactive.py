@@ -385,3 +385,24 @@ def test_radioactive_in_the_sensitivity_table_and_the_protocol_list(classical_ru
     assert main(["protocols"]) == 0
     listing = capsys.readouterr().out
     assert all(name in listing for name in NAMES)
+
+
+def test_with_prev_points_resends_new_then_old_points_on_every_prompted_slice():
+    """IP L137-142 and prompt.py merge_sparse_prompt_steps([new, previous]): WithPrevPoint
+    re-infers every slice prompted so far, with the step's new points first, then the older."""
+    from annosim.protocols.radioactive import merge_prompts
+    one = lambda *pts: (np.array(pts, dtype=np.int64).reshape(-1, 2), np.ones(len(pts), np.int64), None)
+    merged = merge_prompts({2: one((5, 5)), 3: one((1, 1))}, {2: one((0, 0)), 4: one((7, 7))})
+    assert {z: v[0].tolist() for z, v in merged.items()} == {2: [[5, 5], [0, 0]], 3: [[1, 1]], 4: [[7, 7]]}
+    g = np.zeros((6, 10, 10), bool)
+    g[1:5, 2:8, 2:8] = True
+    model = SliceOracle(g, lambda z, p, l, b, m: np.zeros((10, 10), bool))   # never right
+    out = run("radioactive-point-interpolation", model, g, prev_prompts="true", refinements=2)
+    per_call = [c for c in model.calls]
+    # round 1 infers 4 slices; each refinement re-infers all 4 (each still has its first point last)
+    assert [c[1] for c in per_call] == [1, 2, 3, 4] * 3
+    first = {c[1]: c[2][0] for c in per_call[:4]}
+    assert all(c[2][-1] == first[c[1]] and len(c[2]) == 1 + (i // 4) for i, c in enumerate(per_call))
+    assert all(c[0] == "masked" for c in per_call[4:]) and len(out) == 3
+    with pytest.raises(Exception, match="prev_prompts"):
+        get_protocol("radioactive-box-interpolation", prev_prompts="true")

@@ -46,6 +46,10 @@ class RadioactiveParams:
         prompter's own number); the seed points of ``point-propagation`` (5).
     mask_prompts : bool
         Send the previous prediction of a re-inferred slice as a mask prompt (True, IP L327).
+    prev_prompts : bool
+        The source's ``WithPrevPoint`` prompters (IP L137-142): every step resends, on every slice
+        prompted so far, the new points followed by all earlier ones, so all those slices are
+        inferred again (False: ``NoPrevPoint``, only the step's new points and slices).
     seed : int
         The source's seed (1, ER L96).
     """
@@ -53,6 +57,7 @@ class RadioactiveParams:
     refinements: int = 5
     slices: int = 0
     mask_prompts: bool = True
+    prev_prompts: bool = False
     seed: int = rr.SOURCE_SEED
 
     def __post_init__(self) -> None:
@@ -75,6 +80,19 @@ def group_points(coords: np.ndarray, labels: np.ndarray, shape: tuple[int, ...],
         if frames[int(z)]:
             sel = can[:, 0] == z
             out[int(z)] = (can[sel, 1:], labels[sel], None)
+    return out
+
+
+def merge_prompts(new: dict[int, SlicePrompt], old: dict[int, SlicePrompt]) -> dict[int, SlicePrompt]:
+    """``merge_sparse_prompt_steps([new, old])`` (``prompt.py``) per slice: the new points first,
+    then the old ones; a slice's box kept."""
+    out = dict(old)
+    for z, (pts, labs, box) in new.items():
+        if z in old:
+            o_pts, o_labs, o_box = old[z]
+            out[z] = (np.concatenate([pts, o_pts]), np.concatenate([labs, o_labs]), box or o_box)
+        else:
+            out[z] = (pts, labs, box)
     return out
 
 
@@ -147,19 +165,20 @@ class RadioactiveBase(Protocol):
             pred[z] = infer_slice(call, z, prompts[z], None)
         annotated = set(prompts)
         clicks = sum(len(v[0]) for v in prompts.values())
-        last = set(prompts)
+        last, merged = set(prompts), prompts
         yield RoundOutcome(1, pred.copy(), prompt_records(prompts), len(annotated), clicks, call.lap())
         for k in range(2, p.refinements + 2):
             step = rr.refinement_step(g_sar, rr.to_sar(pred), source_rng)
             if step is None:
                 return
             prompts = group_points(*step, g.shape, fm)
-            for z in sorted(prompts):
+            merged = merge_prompts(prompts, merged) if p.prev_prompts else prompts
+            for z in sorted(merged):
                 mask = pred[z].copy() if (p.mask_prompts and z in last) else None
-                pred[z] = infer_slice(call, z, prompts[z], mask)
+                pred[z] = infer_slice(call, z, merged[z], mask)
             annotated |= set(prompts)
             clicks += sum(len(v[0]) for v in prompts.values())
-            last = set(prompts)
+            last = set(merged)
             yield RoundOutcome(k, pred.copy(), prompt_records(prompts), len(annotated), clicks, call.lap())
 
 
@@ -180,6 +199,12 @@ class RadioactiveBoxInterpolation(RadioactiveBase):
 
     name = "radioactive-box-interpolation"
     default_slices = 3
+
+    def __init__(self, params: RadioactiveParams | None = None) -> None:
+        super().__init__(params)
+        if self.params.prev_prompts:
+            raise ValueError("prev_prompts=true is not offered for boxes (the source's configs run "
+                             "BoxInterpolationInteractivePrompterNoPrevPoint only)")
 
     def initial_prompts(self, call: ModelTimer, g_sar: np.ndarray, fm: np.ndarray,
                         rng: rr.SourceRandom) -> dict[int, SlicePrompt]:
