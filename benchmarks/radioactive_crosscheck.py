@@ -1,0 +1,135 @@
+"""Run RadioActive's own prompt functions beside ``annosim.protocols.radioactive_rules`` on random
+volumes and count identical results (the README's "How exact" for ``radioactive-*``).
+
+Usage: ``python benchmarks/radioactive_crosscheck.py SRC`` where ``SRC`` is the ``src`` folder of a
+MIC-DKFZ/radioactive checkout at commit 1796386. The source's model, I/O and GPU modules (which
+the prompt functions do not use) are replaced by empty stand-ins in a temporary folder, so only
+numpy, scipy, scikit-image and nibabel are needed. Exits 1 at the first difference.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+STUBS = {
+    "loguru.py": "class _L:\n    def __getattr__(self, k):\n        return lambda *a, **kw: None\nlogger = _L()\n",
+    "radioa/model/inferer.py": "class Inferer: pass\n",
+    "radioa/model/SAMMed3D.py": "class SAMMed3DInferer: pass\n",
+    "radioa/utils/transforms.py": "def orig_to_canonical_sparse_coords(*a, **k): pass\n"
+                                  "def transform_prompt_to_model_coords(*a, **k): pass\n",
+    "radioa/utils/analysis.py": "def compute_dice(*a): pass\n",
+    "radioa/utils/image.py": "def get_crop_pad_params_from_gt_or_prompt(*a): pass\n",
+    "radioa/utils/result_data.py": "class PromptResult: pass\n",
+    "radioa/datasets_preprocessing/conversion_utils.py": "def load_any_to_nib(*a): pass\n",
+    "radioa/prompts/prompter.py": "class Prompter:\n    def __init__(self, inferer, seed): pass\n",
+    "rich/prompt.py": "class Prompt: pass\n",
+    "triton/language/extra/cuda.py": "num_threads = None\n",
+}
+SOURCE_FILES = ("radioa/prompts/prompt_utils.py", "radioa/prompts/prompt.py", "radioa/prompts/prompt_3d.py",
+                "radioa/prompts/interactive_prompter.py", "radioa/utils/interactivity.py")
+
+
+def build_tree(src: Path, root: Path) -> None:
+    """The source's prompt modules and the stand-ins under ``root`` (packages get ``__init__``)."""
+    files = {f: (src / f).read_text() for f in SOURCE_FILES} | STUBS
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        for parent in path.relative_to(root).parents:
+            if str(parent) != ".":
+                (root / parent / "__init__.py").touch()
+
+
+def check(ok: bool, what: str, t: int) -> None:
+    if not ok:
+        print(f"difference in {what} on volume {t}")
+        raise SystemExit(1)
+
+
+def main(src: Path, n: int = 400) -> None:
+    from annosim.protocols import radioactive_rules as rr
+    from radioa.prompts import prompt_utils as pu
+    from radioa.prompts.interactive_prompter import twoDInteractivePrompter
+    from radioa.utils import interactivity as ia
+
+    prompter = object.__new__(twoDInteractivePrompter)
+    prompter.seed, prompter.contour_distance, prompter.disk_size_range = 1, 2, (0, 0)
+    prompter.scribble_length, prompter.negative_failed_choose_n_points = 0.6, 3
+    gen = np.random.default_rng(0)
+    counts = dict.fromkeys(("prompts", "scribbles", "negative", "fallback", "line", "positive"), 0)
+    for t in range(n):
+        shape = (int(gen.integers(3, 12)), int(gen.integers(8, 30)), int(gen.integers(8, 30)))
+        g = ndimage.binary_dilation(gen.random(shape) < 0.06, iterations=int(gen.integers(1, 3)))
+        g &= (gen.random(shape[0]) < 0.8)[:, None, None]
+        if gen.random() < 0.3:  # a plane without truth (where an FP bar may go)
+            g[:, int(gen.integers(0, shape[1]))] = False
+        if not g.any():
+            continue
+        u8, fg = g.astype(np.uint8), rr.gt_slices(g)
+        k = min(5, len(fg))
+        check(np.array_equal(pu.point_interpolation(u8, k).coords[:, [2, 1, 0]], rr.interpolation_points(g, k)),
+              "point interpolation", t)
+        boxes = pu.box_interpolation(pu.get_seed_boxes(u8, min(3, len(fg)))).boxes
+        check({int(z): tuple(int(v) for v in b) for z, b in boxes.items()}
+              == rr.interpolate_boxes(rr.seed_boxes(g, min(3, len(fg)))), "box interpolation", t)
+        check(np.array_equal(pu.get_pos_clicks2D_row_major(u8, 1, seed=1).coords[:, [2, 1, 0]],
+                             rr.one_point_per_slice(g, rr.SourceRandom())), "one point per slice", t)
+        m = rr.median_seed_slice(g)
+        mine = rr.random_slice_points(g[m], 5, rr.SourceRandom().reseed())
+        check(np.array_equal(pu.get_seed_point(u8, 5, 1).coords[:, [2, 1, 0]],
+                             np.column_stack([np.full(len(mine), m), mine])), "propagation seed", t)
+        counts["prompts"] += 1
+        if gen.random() < 0.5:  # mostly FP: a dilated, thinned truth
+            pred = ndimage.binary_dilation(g, iterations=int(gen.integers(0, 3))) & (gen.random(shape) < 0.85)
+        else:                   # mostly FN: an eroded truth
+            pred = ndimage.binary_erosion(g) & (gen.random(shape) < 0.9)
+        pred |= gen.random(shape) < 0.02
+        free = np.flatnonzero(~g.any(axis=(0, 2)))
+        if len(free) and gen.random() < 0.3:
+            pred[:, free[0], :] = True
+        plane = int(gen.integers(0, shape[1]))
+        if g[:, plane].any():
+            a = ia.gen_contour_fp_scribble(u8[:, plane].astype(float), pred[:, plane].astype(np.uint8),
+                                           2, (0, 0), 0.6, seed=1, verbose=False)
+            b = rr.contour_scribble(g[:, plane], pred[:, plane])
+            check((a is None) == (b is None) and (a is None or np.array_equal(a, b)), "scribble", t)
+            counts["scribbles"] += 1
+        if np.array_equal(pred, g):
+            continue
+        warm = int(gen.integers(0, 5))
+        np.random.seed(1)
+        np.random.random_sample(warm)
+        rng = rr.SourceRandom()
+        rng.state.random_sample(warm)
+        p8 = pred.astype(np.uint8)
+        fn, fp = (p8 == 0) & (u8 == 1), (p8 == 1) & (u8 == 0)
+        negative = prompter.get_generate_negative_prompts_flag(fn, fp)
+        step = prompter.generate_negative_promptstep(u8, p8, fp) if negative else \
+            prompter.generate_positive_promptstep(fn, 1)
+        coords, labels = rr.refinement_step(g, pred, rng)
+        check(np.array_equal(np.asarray(step.coords), coords) and np.array_equal(np.asarray(step.labels), labels),
+              "refinement step", t)
+        s1, s2 = np.random.get_state(), rng.state.get_state()
+        check(np.array_equal(s1[1], s2[1]) and s1[2] == s2[2], "numpy state after the step", t)
+        counts["negative" if negative else "positive"] += 1
+        counts["fallback"] += int(negative and set(labels.tolist()) == {1})
+        counts["line"] += int(negative and not g[:, rr.max_fp_plane(pred & ~g)].any())
+    print("identical:", ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or not (Path(sys.argv[1]) / "radioa/prompts/prompt_utils.py").is_file():
+        print("usage: radioactive_crosscheck.py SRC  (SRC = radioactive checkout's src folder)")
+        raise SystemExit(2)
+    warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as tmp:
+        build_tree(Path(sys.argv[1]), Path(tmp))
+        sys.path.insert(0, tmp)
+        main(Path(sys.argv[1]))
