@@ -121,7 +121,78 @@ def main(src: Path, n: int = 400) -> None:
         counts["negative" if negative else "positive"] += 1
         counts["fallback"] += int(negative and set(labels.tolist()) == {1})
         counts["line"] += int(negative and not g[:, rr.max_fp_plane(pred & ~g)].any())
+    counts["propagations"] = check_propagation(gen, n // 4)
     print("identical:", ", ".join(f"{k} {v}" for k, v in counts.items()))
+
+
+def slice_answer(tissue: np.ndarray, z: int, points: np.ndarray) -> np.ndarray:
+    """A deterministic 2D "model" on SAR slice ``z``: the tissue within 4 px of the points' mean
+    (empty when the mean is more than 4 px from any tissue)."""
+    yy, xx = np.ogrid[: tissue.shape[1], : tissue.shape[2]]
+    cy, cx = np.asarray(points, dtype=float).reshape(-1, 2).mean(axis=0)
+    return tissue[z] & ((yy - cy) ** 2 + (xx - cx) ** 2 <= 16)
+
+
+def check_propagation(gen: np.random.Generator, n: int) -> int:
+    """PU L509-573 (``get_seed_point`` + ``point_propagation`` with a stand-in inferer) beside
+    ``radioactive-point-propagation``'s first prompts (refinements=0) on the same 2D answers."""
+    from annosim.models.base import SliceModelBase
+    from annosim.protocols import radioactive_rules as rr
+    from annosim.protocols.registry import get_protocol
+    from radioa.prompts import prompt_utils as pu
+
+    class SourceInferer:
+        def __init__(self, tissue):
+            self.tissue = tissue
+
+        def transform_promptstep_to_model_coords(self, prompt):  # xyz -> the model's zyx, a copy
+            import copy
+
+            out = copy.deepcopy(prompt)
+            out.coords = np.asarray(prompt.coords)[:, ::-1]
+            return out
+
+        def predict(self, prompt, promptstep_in_model_coord_system=True):
+            seg = np.zeros(self.tissue.shape, np.uint8)
+            for z in prompt.get_slices_to_infer():
+                seg[z] = slice_answer(self.tissue, int(z), prompt.coords[prompt.coords[:, 0] == z][:, 1:])
+            return seg, None, None
+
+        def transform_to_model_coords_dense(self, seg, is_seg):
+            return seg, None
+
+    class Model(SliceModelBase):
+        def __init__(self, tissue):
+            super().__init__()
+            self.tissue = tissue
+
+        def add_clicks(self, z, points, labels, replace=False):
+            raise AssertionError
+
+        def propagate(self):
+            raise AssertionError
+
+        def predict_slice(self, z, points=None, labels=None, box=None):
+            sar = np.column_stack([self.shape[1] - 1 - points[:, 0], self.shape[2] - 1 - points[:, 1]])
+            return slice_answer(self.tissue, z, sar)[::-1, ::-1]
+
+    done = 0
+    for t in range(n):
+        shape = (int(gen.integers(4, 14)), int(gen.integers(10, 30)), int(gen.integers(10, 30)))
+        g = ndimage.binary_dilation(gen.random(shape) < 0.05, iterations=2)
+        if not g.any():
+            continue
+        tissue = ndimage.binary_dilation(g, iterations=int(gen.integers(0, 3))) & (gen.random(shape) < 0.9)
+        seed = pu.get_seed_point(g.astype(np.uint8), 5, 1)
+        src = pu.point_propagation(SourceInferer(tissue), seed, rr.gt_slices(g), 1, 5).coords
+        model = Model(tissue)
+        model.set_volume(np.zeros(shape, np.float32), (1.0, 1.0, 1.0))
+        out = list(get_protocol("radioactive-point-propagation", refinements=0, mask_prompts=False)
+                   .run_object(model, rr.to_sar(g), None, np.random.default_rng(0)))
+        mine = [(p.z, shape[1] - 1 - p.y, shape[2] - 1 - p.x) for p in out[0].prompts]
+        check(sorted(mine) == sorted(tuple(int(v) for v in c) for c in src), "point propagation", t)
+        done += 1
+    return done
 
 
 if __name__ == "__main__":
