@@ -25,9 +25,23 @@ STUBS = {
                                   "def transform_prompt_to_model_coords(*a, **k): pass\n",
     "radioa/utils/analysis.py": "def compute_dice(*a): pass\n",
     "radioa/utils/image.py": "def get_crop_pad_params_from_gt_or_prompt(*a): pass\n",
-    "radioa/utils/result_data.py": "class PromptResult: pass\n",
+    "radioa/utils/result_data.py": "class PromptResult:\n    def __init__(self, **kw):\n        self.__dict__.update(kw)\n",
     "radioa/datasets_preprocessing/conversion_utils.py": "def load_any_to_nib(*a): pass\n",
-    "radioa/prompts/prompter.py": "class Prompter:\n    def __init__(self, inferer, seed): pass\n",
+    # the Prompter base: its seed (PR L61-63), slices (PR L81-83) and Dice (PR L65-79); orig = model space
+    "radioa/prompts/prompter.py": (
+        "import numpy as np\n"
+        "class Prompter:\n"
+        "    def __init__(self, inferer, seed):\n"
+        "        self.inferer, self.seed = inferer, seed\n"
+        "        np.random.seed(seed)\n"
+        "    def get_slices_to_infer(self):\n"
+        "        return np.where(np.any(self.groundtruth_SAR, axis=(1, 2)))[0]\n"
+        "    def transform_prompt_to_original_coords(self, p):\n"
+        "        return p\n"
+        "    def get_performance(self, pred):\n"
+        "        g = self.groundtruth_orig\n"
+        "        return float(2 * (pred * g).sum() / (2 * (pred * g).sum() + (pred * (1 - g)).sum() + ((1 - pred) * g).sum()))\n"
+    ),
     "rich/prompt.py": "class Prompt: pass\n",
     "triton/language/extra/cuda.py": "num_threads = None\n",
 }
@@ -122,6 +136,7 @@ def main(src: Path, n: int = 400) -> None:
         counts["fallback"] += int(negative and set(labels.tolist()) == {1})
         counts["line"] += int(negative and not g[:, rr.max_fp_plane(pred & ~g)].any())
     counts["propagations"] = check_propagation(gen, n // 4)
+    counts["loops"] = check_loops(gen, n // 8)
     print("identical:", ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
@@ -192,6 +207,125 @@ def check_propagation(gen: np.random.Generator, n: int) -> int:
         mine = [(p.z, shape[1] - 1 - p.y, shape[2] - 1 - p.x) for p in out[0].prompts]
         check(sorted(mine) == sorted(tuple(int(v) for v in c) for c in src), "point propagation", t)
         done += 1
+    return done
+
+
+def loop_answer(tissue, z, pts, labs, box, mask):
+    """A deterministic 2D "model" with mask prompts, on SAR slice ``z``: the tissue within 4 px
+    of each positive point (or inside the exclusive ``(x0, y0, x1, y1)`` box), or-ed with the
+    mask prompt, minus discs of 2 px around the negative points."""
+    yy, xx = np.ogrid[: tissue.shape[1], : tissue.shape[2]]
+    out = np.zeros(tissue.shape[1:], bool) if mask is None else np.asarray(mask, bool).copy()
+    if box is not None:
+        x0, y0, x1, y1 = box
+        out |= tissue[z] & (yy >= y0) & (yy < y1) & (xx >= x0) & (xx < x1)
+    for (y, x), lab in zip(np.asarray(pts).reshape(-1, 2), np.asarray(labs).reshape(-1)):
+        if lab == 1:
+            out |= tissue[z] & ((yy - y) ** 2 + (xx - x) ** 2 <= 16)
+    for (y, x), lab in zip(np.asarray(pts).reshape(-1, 2), np.asarray(labs).reshape(-1)):
+        if lab == 0:
+            out &= (yy - y) ** 2 + (xx - x) ** 2 > 4
+    return out
+
+
+def check_loops(gen: np.random.Generator, n: int) -> int:
+    """``InteractivePrompter.predict_image`` (IP L100-163) of the four 2D prompters (and
+    PointInterpolation WithPrevPoint) with a stand-in SAM-like inferer (only prompted slices
+    inferred, the last call's outputs as mask prompts, other slices kept: SAM L221-294,
+    ``inferer.py`` L93-104) beside annosim's protocols on the same 2D answers: the six results."""
+    import copy
+
+    from annosim.models.base import SliceModelBase
+    from annosim.protocols import radioactive_rules as rr
+    from annosim.protocols.registry import get_protocol
+    from radioa.prompts import interactive_prompter as ip
+
+    class SourceInferer:
+        def __init__(self, tissue):
+            self.tissue = tissue
+
+        def set_image(self, path):
+            pass
+
+        def transform_promptstep_to_model_coords(self, prompt):
+            out = copy.deepcopy(prompt)
+            if prompt.coords is not None:
+                out.coords = np.asarray(prompt.coords)[:, ::-1]
+            if prompt.boxes is not None:  # xyxy stays xyxy (the SAM inferer reads boxes that way)
+                out.boxes = dict(prompt.boxes)
+            return out
+
+        def transform_to_model_coords_dense(self, seg, is_seg):
+            return seg, None
+
+        def predict(self, prompt, prev_seg=None, promptstep_in_model_coord_system=True):
+            seg = np.zeros(self.tissue.shape, np.uint8)
+            masks = prompt.masks if prompt.masks is not None else {}
+            low = {}
+            for z in prompt.get_slices_to_infer():
+                z = int(z)
+                pts, labs = np.zeros((0, 2)), np.zeros(0)
+                if prompt.coords is not None:
+                    sel = prompt.coords[:, 0] == z
+                    pts, labs = prompt.coords[sel][:, 1:], np.asarray(prompt.labels)[sel]
+                box = prompt.boxes.get(z) if prompt.boxes is not None else None
+                seg[z] = loop_answer(self.tissue, z, pts, labs, box, masks.get(z))
+                low[z] = seg[z].astype(bool)
+            if prev_seg is not None:
+                missing = np.setdiff1d(np.where(np.any(prev_seg, axis=(1, 2)))[0], list(low))
+                seg[missing] = prev_seg[missing]
+            return seg, low, seg
+
+    class Model(SliceModelBase):
+        def __init__(self, tissue):
+            super().__init__()
+            self.tissue = tissue
+
+        def add_clicks(self, z, points, labels, replace=False):
+            raise AssertionError
+
+        def propagate(self):
+            raise AssertionError
+
+        def _sar(self, points):
+            p = np.asarray(points).reshape(-1, 2)
+            return np.column_stack([self.shape[1] - 1 - p[:, 0], self.shape[2] - 1 - p[:, 1]])
+
+        def predict_slice(self, z, points=None, labels=None, box=None):
+            ny, nx = self.shape[1:]
+            sar_box = None if box is None else (nx - 1 - box[3], ny - 1 - box[2], nx - box[1], ny - box[0])
+            pts = np.zeros((0, 2)) if points is None else self._sar(points)
+            labs = np.zeros(0) if labels is None else labels
+            return loop_answer(self.tissue, z, pts, labs, sar_box, None)[::-1, ::-1]
+
+        def predict_slice_masked(self, z, mask, points=None, labels=None):
+            return loop_answer(self.tissue, z, self._sar(points), labels, None, mask[::-1, ::-1])[::-1, ::-1]
+
+    pairs = (("PointInterpolationInteractivePrompterNoPrevPoint", "radioactive-point-interpolation", {}),
+             ("PointInterpolationInteractivePrompterWithPrevPoint", "radioactive-point-interpolation",
+              {"prev_prompts": True}),
+             ("BoxInterpolationInteractivePrompterNoPrevPoint", "radioactive-box-interpolation", {}),
+             ("OnePointPer2DSliceInteractivePrompterNoPrevPoint", "radioactive-one-point", {}),
+             ("PointPropagationInteractivePrompterNoPrevPoint", "radioactive-point-propagation", {}))
+    done = 0
+    for t in range(n):
+        shape = (int(gen.integers(4, 12)), int(gen.integers(12, 30)), int(gen.integers(12, 30)))
+        g = ndimage.binary_dilation(gen.random(shape) < 0.05, iterations=2)
+        if not g.any():
+            continue
+        tissue = ndimage.binary_dilation(g, iterations=int(gen.integers(0, 3))) & (gen.random(shape) < 0.9)
+        for cls, name, params in pairs:
+            src = getattr(ip, cls)(SourceInferer(tissue), seed=1, max_iter=5)
+            gi = g.astype(np.uint8)
+            src.groundtruth_model = src.groundtruth_SAR = src.groundtruth_orig = gi
+            results = [r.predicted_image.astype(bool) for r in src.predict_image("case")]
+            model = Model(tissue)
+            model.set_volume(np.zeros(shape, np.float32), (1.0, 1.0, 1.0))
+            out = list(get_protocol(name, **params).run_object(model, rr.to_sar(g), None, np.random.default_rng(0)))
+            mine = [rr.to_sar(o.prediction) for o in out]
+            mine += [mine[-1]] * (6 - len(mine))
+            check(len(results) == 6 and all(np.array_equal(a, b) for a, b in zip(results, mine)), f"{cls} loop", t)
+            done += 1
     return done
 
 
