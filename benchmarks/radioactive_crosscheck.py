@@ -307,13 +307,15 @@ def check_loops(gen: np.random.Generator, n: int) -> int:
              ("BoxInterpolationInteractivePrompterNoPrevPoint", "radioactive-box-interpolation", {}),
              ("OnePointPer2DSliceInteractivePrompterNoPrevPoint", "radioactive-one-point", {}),
              ("PointPropagationInteractivePrompterNoPrevPoint", "radioactive-point-propagation", {}))
-    done = 0
+    done = stopped = 0
     for t in range(n):
         shape = (int(gen.integers(4, 12)), int(gen.integers(12, 30)), int(gen.integers(12, 30)))
         g = ndimage.binary_dilation(gen.random(shape) < 0.05, iterations=2)
         if not g.any():
             continue
         tissue = ndimage.binary_dilation(g, iterations=int(gen.integers(0, 3))) & (gen.random(shape) < 0.9)
+        if t % 3 == 0:  # the truth itself: perfect predictions (the stop rule) become reachable
+            tissue = g.copy()
         for cls, name, params in pairs:
             src = getattr(ip, cls)(SourceInferer(tissue), seed=1, max_iter=5)
             gi = g.astype(np.uint8)
@@ -326,6 +328,8 @@ def check_loops(gen: np.random.Generator, n: int) -> int:
             mine += [mine[-1]] * (6 - len(mine))
             check(len(results) == 6 and all(np.array_equal(a, b) for a, b in zip(results, mine)), f"{cls} loop", t)
             done += 1
+            stopped += int(len(out) < 6)
+    print(f"loops stopped early on a perfect prediction: {stopped}")
     return done
 
 
