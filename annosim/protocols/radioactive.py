@@ -42,8 +42,8 @@ class RadioactiveParams:
     refinements : int
         Refinement steps after the initial prompt (``interactive_max_iter`` = 5: 6 results).
     slices : int
-        Seed slices of the interpolation prompters (5 for points, 3 for boxes: IP L775; 0 = the
-        prompter's own number); the seed points of ``point-propagation`` (5).
+        Seed slices of ``point-interpolation`` (5; ``box-interpolation``: 3, IP L775), seed
+        points of ``point-propagation`` (5); unused by ``one-point``.
     mask_prompts : bool
         Send the previous prediction of a re-inferred slice as a mask prompt (True, IP L327).
     prev_prompts : bool
@@ -55,14 +55,29 @@ class RadioactiveParams:
     """
 
     refinements: int = 5
-    slices: int = 0
+    slices: int = 5
     mask_prompts: bool = True
     prev_prompts: bool = False
     seed: int = rr.SOURCE_SEED
 
     def __post_init__(self) -> None:
-        if self.refinements < 0 or self.slices < 0:
-            raise ValueError("refinements and slices must be >= 0")
+        if self.refinements < 0 or self.slices < 1:
+            raise ValueError("refinements must be >= 0 and slices >= 1")
+
+
+@dataclass(frozen=True)
+class RadioactiveBoxParams(RadioactiveParams):
+    """:class:`RadioactiveParams` of ``radioactive-box-interpolation``: 3 seed boxes (IP L775);
+    no ``prev_prompts`` (the source's configs run ``BoxInterpolationInteractivePrompterNoPrevPoint``
+    only)."""
+
+    slices: int = 3
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.prev_prompts:
+            raise ValueError("prev_prompts=true is not offered for boxes (the source's configs run "
+                             "BoxInterpolationInteractivePrompterNoPrevPoint only)")
 
 
 #: A step's prompts on one slice: points (K, 2) canonical (y, x), labels (K,), box or None.
@@ -125,8 +140,6 @@ class RadioactiveBase(Protocol):
     params_class = RadioactiveParams
     params: RadioactiveParams
     orientation = "canonical"
-    #: The prompter's own number of seed slices (``slices=0``).
-    default_slices = 5
 
     @property
     def prompt_kinds(self) -> tuple[str, ...]:  # type: ignore[override]
@@ -136,10 +149,6 @@ class RadioactiveBase(Protocol):
     def max_rounds(self) -> int:
         """The initial prediction and one round per refinement."""
         return 1 + self.params.refinements
-
-    @property
-    def n_slices(self) -> int:
-        return self.params.slices or self.default_slices
 
     def initial_prompts(self, call: ModelTimer, g_sar: np.ndarray, fm: np.ndarray,
                         rng: rr.SourceRandom) -> dict[int, SlicePrompt]:
@@ -189,7 +198,7 @@ class RadioactivePointInterpolation(RadioactiveBase):
 
     def initial_prompts(self, call: ModelTimer, g_sar: np.ndarray, fm: np.ndarray,
                         rng: rr.SourceRandom) -> dict[int, SlicePrompt]:
-        n = min(self.n_slices, len(rr.gt_slices(g_sar)))
+        n = min(self.params.slices, len(rr.gt_slices(g_sar)))
         pts = rr.interpolation_points(g_sar, n)
         return group_points(pts, np.ones(len(pts), dtype=np.int64), g_sar.shape, fm)
 
@@ -198,17 +207,11 @@ class RadioactiveBoxInterpolation(RadioactiveBase):
     """``BoxInterpolationInteractivePrompterNoPrevPoint`` (IP L764-790): 3 seed boxes."""
 
     name = "radioactive-box-interpolation"
-    default_slices = 3
-
-    def __init__(self, params: RadioactiveParams | None = None) -> None:
-        super().__init__(params)
-        if self.params.prev_prompts:
-            raise ValueError("prev_prompts=true is not offered for boxes (the source's configs run "
-                             "BoxInterpolationInteractivePrompterNoPrevPoint only)")
+    params_class = RadioactiveBoxParams
 
     def initial_prompts(self, call: ModelTimer, g_sar: np.ndarray, fm: np.ndarray,
                         rng: rr.SourceRandom) -> dict[int, SlicePrompt]:
-        n = min(self.n_slices, len(rr.gt_slices(g_sar)))
+        n = min(self.params.slices, len(rr.gt_slices(g_sar)))
         boxes = rr.interpolate_boxes(rr.seed_boxes(g_sar, n))
         none = np.zeros((0, 2), dtype=np.int64)
         return {z: (none, np.zeros(0, dtype=np.int64), rr.box_from_sar(b, g_sar.shape))
@@ -236,13 +239,13 @@ class RadioactivePointPropagation(RadioactiveBase):
                         rng: rr.SourceRandom) -> dict[int, SlicePrompt]:
         shape = g_sar.shape
         m = rr.median_seed_slice(g_sar)
-        seed_yx = rr.random_slice_points(g_sar[m], self.n_slices, rng.reseed())
+        seed_yx = rr.random_slice_points(g_sar[m], self.params.slices, rng.reseed())
         seed = np.column_stack([np.full(len(seed_yx), m), seed_yx]).astype(np.int64)
         fg = rr.gt_slices(g_sar)
         up = self._propagate(call, seed, range(m, int(fg.max())), +1, fm, shape)
         down = self._propagate(call, seed, range(m, int(fg.min()), -1), -1, fm, shape)
         # PU L571: the downward list without its first n_points_propagation (5) entries
-        coords = np.concatenate([up, down[self.n_slices:]], axis=0)
+        coords = np.concatenate([up, down[self.params.slices:]], axis=0)
         return group_points(coords, np.ones(len(coords), dtype=np.int64), shape, fm)
 
     @staticmethod
