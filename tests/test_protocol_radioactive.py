@@ -406,3 +406,14 @@ def test_with_prev_points_resends_new_then_old_points_on_every_prompted_slice():
     assert all(c[0] == "masked" for c in per_call[4:]) and len(out) == 3
     with pytest.raises(Exception, match="prev_prompts"):
         get_protocol("radioactive-box-interpolation", prev_prompts="true")
+
+
+def test_a_model_without_the_one_shot_hooks_is_refused_before_any_case(synthetic_manifest, tmp_path, capsys):
+    """The plugin ThresholdGrow has neither predict_slice nor predict_slice_masked: exit 2, one
+    line, no results folder."""
+    out = tmp_path / "r"
+    assert main(manifest_run_args(synthetic_manifest, out, "--protocol", "radioactive-one-point",
+                                  "--protocol-arg", "mask_prompts=false")) == 2
+    assert "predict_slice()" in capsys.readouterr().err and not out.exists()
+    assert main(manifest_run_args(synthetic_manifest, out, "--protocol", "radioactive-one-point")) == 2
+    assert "predict_slice" in capsys.readouterr().err and not out.exists()
