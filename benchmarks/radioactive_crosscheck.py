@@ -25,7 +25,8 @@ STUBS = {
                                   "def transform_prompt_to_model_coords(*a, **k): pass\n",
     "radioa/utils/analysis.py": "def compute_dice(*a): pass\n",
     "radioa/utils/image.py": "def get_crop_pad_params_from_gt_or_prompt(*a): pass\n",
-    "radioa/utils/result_data.py": "class PromptResult:\n    def __init__(self, **kw):\n        self.__dict__.update(kw)\n",
+    "radioa/utils/result_data.py": ("class PromptResult:\n    def __init__(self, **kw):\n"
+                                    "        self.__dict__.update(kw)\n"),
     "radioa/datasets_preprocessing/conversion_utils.py": "def load_any_to_nib(*a): pass\n",
     # the Prompter base: its seed (PR L61-63), slices (PR L81-83) and Dice (PR L65-79); orig = model space
     "radioa/prompts/prompter.py": (
@@ -40,7 +41,8 @@ STUBS = {
         "        return p\n"
         "    def get_performance(self, pred):\n"
         "        g = self.groundtruth_orig\n"
-        "        return float(2 * (pred * g).sum() / (2 * (pred * g).sum() + (pred * (1 - g)).sum() + ((1 - pred) * g).sum()))\n"
+        "        tp, fp, fn = (pred * g).sum(), (pred * (1 - g)).sum(), ((1 - pred) * g).sum()\n"
+        "        return float(2 * tp / (2 * tp + fp + fn))\n"
     ),
     "rich/prompt.py": "class Prompt: pass\n",
     "triton/language/extra/cuda.py": "num_threads = None\n",

@@ -8,20 +8,20 @@ talks to a :class:`SliceModelBase` and never asks whether a hook exists.
 
 Optional hooks and their defaults:
 
-=====================  ==========================================================================
-``add_box``            raises NotImplementedError (the model takes no boxes)
-``add_mask``           raises NotImplementedError (no mask prompts)
-``predict_slice``      raises NotImplementedError (no one-shot 2D prediction)
-``predict_slice_masked`` raises NotImplementedError (no one-shot 2D prediction with a mask prompt)
-``propagate_pass``     :meth:`propagate` restricted to the frames one pass visits (a model without
-                       pass-level control, e.g. a native 3D model)
-``set_target``         no-op: the label value and name of the object about to start
-``configure_protocol`` no-op: hints of the protocol about to run (e.g. ``frame_codec="jpeg"``)
-``release_case``       no-op: free the previous case's state before the next memory check
-``estimate_memory``    ``None``: annosim's default estimate (:mod:`annosim.memory`)
-``describe``           ``{"name": name}``: recorded in run.json
-``prompt_free``        ``False``; True makes every protocol one round of ``propagate()``
-=====================  ==========================================================================
+========================  ==========================================================================
+``add_box``               raises NotImplementedError (the model takes no boxes)
+``add_mask``              raises NotImplementedError (no mask prompts)
+``predict_slice``         raises NotImplementedError (no one-shot 2D prediction)
+``predict_slice_masked``  raises NotImplementedError (no one-shot 2D prediction with a mask prompt)
+``propagate_pass``        :meth:`propagate` restricted to the frames one pass visits (a model without
+                          pass-level control, e.g. a native 3D model)
+``set_target``            no-op: the label value and name of the object about to start
+``configure_protocol``    no-op: hints of the protocol about to run (e.g. ``frame_codec="jpeg"``)
+``release_case``          no-op: free the previous case's state before the next memory check
+``estimate_memory``       ``None``: annosim's default estimate (:mod:`annosim.memory`)
+``describe``              ``{"name": name}``: recorded in run.json
+``prompt_free``           ``False``; True makes every protocol one round of ``propagate()``
+========================  ==========================================================================
 
 A protocol declares the methods it calls (:attr:`annosim.protocols.base.Protocol.requires`); a
 run refuses, before reading any case, a model that does not implement one (:meth:`supports`).
@@ -179,8 +179,8 @@ class SliceModelBase:
 
 
 _DELEGATED = ("set_volume", "start_object", "add_clicks", "propagate")
-_OPTIONAL = ("add_box", "add_mask", "predict_slice", "predict_slice_masked", "propagate_pass", "set_target", "configure_protocol", "release_case",
-             "estimate_memory", "describe")
+_OPTIONAL = ("add_box", "add_mask", "predict_slice", "predict_slice_masked", "propagate_pass", "set_target",
+             "configure_protocol", "release_case", "estimate_memory", "describe")
 
 
 class PluginModel(SliceModelBase):

@@ -28,8 +28,9 @@ import numpy as np
 
 
 class Sam2PassesMixin:
-    """``predict_slice``, ``predict_slice_masked`` and ``propagate_pass`` for :class:`annosim.models.sam2_model.SAM2Model`
-    (uses its ``predictor``, ``_cache``, ``_frames_in``, ``frames``, ``shape`` and helpers)."""
+    """``predict_slice``, ``predict_slice_masked`` and ``propagate_pass`` for
+    :class:`annosim.models.sam2_model.SAM2Model` (uses its ``predictor``, ``_cache``,
+    ``_frames_in``, ``frames``, ``shape`` and helpers)."""
 
     def predict_slice(
         self, z: int, points: np.ndarray | None = None, labels: np.ndarray | None = None,
