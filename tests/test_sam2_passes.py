@@ -118,6 +118,8 @@ def test_predict_slice_masked_sends_the_last_low_res_logits(disk_model, monkeypa
                          mode="bilinear", align_corners=False)
     assert torch.equal(seen[-1].cpu(), want)
     assert not m._state["point_inputs_per_obj"].get(0)   # one-shot: the video state untouched
+    m.release_case()
+    assert m._last_low == (None, {})
 
 
 def test_radioactive_protocol_runs_on_sam2(disk_model):
