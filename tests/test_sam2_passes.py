@@ -91,3 +91,46 @@ def test_predict_slice_leaves_the_video_state_bitwise_unchanged(disk_model):
     m.predict_slice(0, points=np.array([[24, 22]]), labels=np.array([1]))  # not a frame: allowed
     assert list(m._state["point_inputs_per_obj"][0]) == []
     assert np.array_equal(m.propagate(), ref)
+
+
+def test_predict_slice_masked_sends_the_last_low_res_logits(disk_model, monkeypatch):
+    """RadioActive model/SAM2.py L184-205, L410-431: a re-inferred slice gets its previous
+    low-res logits as the prompt encoder's mask input; a mask that is not this model's last
+    prediction of the slice goes in as 0/1 resized to the low resolution."""
+    import torch.nn.functional as F
+
+    m, d = disk_model
+    m.start_object(FRAMES)
+    enc = m.predictor.sam_prompt_encoder
+    seen = []
+    real = enc.forward
+    monkeypatch.setattr(enc, "forward", lambda points, boxes, masks: seen.append(masks) or real(points, boxes, masks))
+    pts, labs = np.array([[24, 22]]), np.array([1])
+    first = m.predict_slice(3, pts, labs)
+    low = m._last_low[1][3]
+    assert seen[-1] is None and low.shape[-2:] == tuple(enc.mask_input_size)
+    m.predict_slice_masked(3, first, pts, labs)
+    assert torch.equal(seen[-1].cpu(), low)
+    other = np.zeros_like(d)
+    other[10:20, 10:20] = True
+    m.predict_slice_masked(5, other, pts, labs)
+    want = F.interpolate(torch.from_numpy(other.astype(np.float32))[None, None], tuple(enc.mask_input_size),
+                         mode="bilinear", align_corners=False)
+    assert torch.equal(seen[-1].cpu(), want)
+    assert not m._state["point_inputs_per_obj"].get(0)   # one-shot: the video state untouched
+    m.release_case()
+    assert m._last_low == (None, {})
+
+
+def test_radioactive_protocol_runs_on_sam2(disk_model):
+    """radioactive-box-interpolation with a random-weight SAM2: one-shot boxes, then refinements
+    through predict_slice_masked; rounds and predictions of the right shape."""
+    from annosim.protocols.registry import get_protocol
+
+    m, d = disk_model
+    gt = np.zeros((8, 48, 48), bool)
+    gt[1:7] = d
+    out = list(get_protocol("radioactive-box-interpolation", refinements=2).run_object(
+        m, gt, None, np.random.default_rng(0)))
+    assert 1 <= len(out) <= 3 and all(o.prediction.shape == gt.shape for o in out)
+    assert out[0].annotated_slices == 6 and out[0].clicks == 0

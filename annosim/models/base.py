@@ -8,19 +8,20 @@ talks to a :class:`SliceModelBase` and never asks whether a hook exists.
 
 Optional hooks and their defaults:
 
-=====================  ==========================================================================
-``add_box``            raises NotImplementedError (the model takes no boxes)
-``add_mask``           raises NotImplementedError (no mask prompts)
-``predict_slice``      raises NotImplementedError (no one-shot 2D prediction)
-``propagate_pass``     :meth:`propagate` restricted to the frames one pass visits (a model without
-                       pass-level control, e.g. a native 3D model)
-``set_target``         no-op: the label value and name of the object about to start
-``configure_protocol`` no-op: hints of the protocol about to run (e.g. ``frame_codec="jpeg"``)
-``release_case``       no-op: free the previous case's state before the next memory check
-``estimate_memory``    ``None``: annosim's default estimate (:mod:`annosim.memory`)
-``describe``           ``{"name": name}``: recorded in run.json
-``prompt_free``        ``False``; True makes every protocol one round of ``propagate()``
-=====================  ==========================================================================
+========================  ==========================================================================
+``add_box``               raises NotImplementedError (the model takes no boxes)
+``add_mask``              raises NotImplementedError (no mask prompts)
+``predict_slice``         raises NotImplementedError (no one-shot 2D prediction)
+``predict_slice_masked``  raises NotImplementedError (no one-shot 2D prediction with a mask prompt)
+``propagate_pass``        :meth:`propagate` restricted to the frames one pass visits (a model without
+                          pass-level control, e.g. a native 3D model)
+``set_target``            no-op: the label value and name of the object about to start
+``configure_protocol``    no-op: hints of the protocol about to run (e.g. ``frame_codec="jpeg"``)
+``release_case``          no-op: free the previous case's state before the next memory check
+``estimate_memory``       ``None``: annosim's default estimate (:mod:`annosim.memory`)
+``describe``              ``{"name": name}``: recorded in run.json
+``prompt_free``           ``False``; True makes every protocol one round of ``propagate()``
+========================  ==========================================================================
 
 A protocol declares the methods it calls (:attr:`annosim.protocols.base.Protocol.requires`); a
 run refuses, before reading any case, a model that does not implement one (:meth:`supports`).
@@ -120,6 +121,15 @@ class SliceModelBase:
         untouched (points (K, 2) ``(y, x)``, labels (K,), box ``(y0, x0, y1, x1)`` inclusive)."""
         raise NotImplementedError(f"model {self.name!r} has no one-shot 2D prediction")
 
+    def predict_slice_masked(
+        self, z: int, mask: np.ndarray, points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """One-shot bool ``(Y, X)`` prediction of slice ``z`` like :meth:`predict_slice`, with
+        ``mask`` (bool ``(Y, X)``, the slice's previous prediction) as a mask prompt beside the
+        clicks (points (K, 2) ``(y, x)``, labels (K,)); the object's prompts stay untouched."""
+        raise NotImplementedError(f"model {self.name!r} has no one-shot 2D prediction with a mask prompt")
+
     def propagate_pass(self, start: int, reverse: bool = False) -> np.ndarray:
         """One propagation pass from slice ``start`` (a frame), forward (increasing z) or
         ``reverse``, from every prompt so far; bool ``(Z, Y, X)``, empty outside the frames the
@@ -169,8 +179,8 @@ class SliceModelBase:
 
 
 _DELEGATED = ("set_volume", "start_object", "add_clicks", "propagate")
-_OPTIONAL = ("add_box", "add_mask", "predict_slice", "propagate_pass", "set_target", "configure_protocol", "release_case",
-             "estimate_memory", "describe")
+_OPTIONAL = ("add_box", "add_mask", "predict_slice", "predict_slice_masked", "propagate_pass", "set_target",
+             "configure_protocol", "release_case", "estimate_memory", "describe")
 
 
 class PluginModel(SliceModelBase):
@@ -219,6 +229,12 @@ class PluginModel(SliceModelBase):
     def predict_slice(self, z: int, points: Any = None, labels: Any = None, box: Any = None) -> np.ndarray:
         own = self._own("predict_slice")
         return own(z, points=points, labels=labels, box=box) if own else super().predict_slice(z, points, labels, box)
+
+    def predict_slice_masked(self, z: int, mask: np.ndarray, points: Any = None, labels: Any = None) -> np.ndarray:
+        own = self._own("predict_slice_masked")
+        if own:
+            return own(z, mask, points=points, labels=labels)
+        return super().predict_slice_masked(z, mask, points, labels)
 
     def propagate_pass(self, start: int, reverse: bool = False) -> np.ndarray:
         own = self._own("propagate_pass")

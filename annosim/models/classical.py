@@ -265,10 +265,19 @@ class ClassicalModel(SliceModelBase):
         last propagation are restored afterwards."""
         if box is None and (points is None or len(points) == 0):
             raise ValueError("predict_slice needs points or a box")
+        return self._one_shot(z, lambda: self.add_box(z, box) if box is not None else None, points, labels)
+
+    def predict_slice_masked(self, z: int, mask: np.ndarray, points: np.ndarray | None = None,
+                             labels: np.ndarray | None = None) -> np.ndarray:
+        """:meth:`predict_slice` from the mask prompt (the slice's base, as in :meth:`add_mask`) and clicks."""
+        return self._one_shot(z, lambda: self.add_mask(z, mask), points, labels)
+
+    def _one_shot(self, z: int, first: Any, points: np.ndarray | None, labels: np.ndarray | None) -> np.ndarray:
+        """``first()`` then the clicks on slice ``z`` of a fresh object; prompts and track restored."""
         self._check_slice(int(z))
         saved, self._slices, self._pred = (self._slices, self._pred), {}, None
         try:
-            out = self.add_box(z, box) if box is not None else None
+            out = first()
             return self.add_clicks(z, points, labels) if points is not None and len(points) else out
         finally:
             self._slices, self._pred = saved

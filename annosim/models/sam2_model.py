@@ -263,6 +263,7 @@ class SAM2Model(Sam2PassesMixin, SliceModelBase):
         self._state = None
         self._frames_in = None
         self._gray = None
+        self._last_low = (None, {})  # predict_slice's low-res logits (sam2_passes)
         release_cached_memory(self.device)
 
     def describe(self) -> dict[str, Any]:

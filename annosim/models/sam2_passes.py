@@ -28,8 +28,9 @@ import numpy as np
 
 
 class Sam2PassesMixin:
-    """``predict_slice`` and ``propagate_pass`` for :class:`annosim.models.sam2_model.SAM2Model`
-    (uses its ``predictor``, ``_cache``, ``_frames_in``, ``frames``, ``shape`` and helpers)."""
+    """``predict_slice``, ``predict_slice_masked`` and ``propagate_pass`` for
+    :class:`annosim.models.sam2_model.SAM2Model` (uses its ``predictor``, ``_cache``,
+    ``_frames_in``, ``frames``, ``shape`` and helpers)."""
 
     def predict_slice(
         self, z: int, points: np.ndarray | None = None, labels: np.ndarray | None = None,
@@ -58,6 +59,34 @@ class Sam2PassesMixin:
         with self._context():  # type: ignore[attr-defined]
             return self._image_heads(z, pts, lbs, sam_box)
 
+    def predict_slice_masked(
+        self, z: int, mask: np.ndarray, points: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """:meth:`predict_slice` from clicks plus a mask prompt, as RadioActive's SAM2 inferer
+        sends one (``model/SAM2.py`` L184-205, L410-431 @1796386): this model's low-resolution
+        logits of its last one-shot prediction of slice ``z`` when that prediction is ``mask``,
+        as the prompt encoder's ``masks`` input; any other ``mask`` goes in as 0/1 resized
+        bilinearly to the low resolution (a case the source never meets)."""
+        import torch
+        import torch.nn.functional as F
+
+        cache, lows = getattr(self, "_last_low", (None, {}))
+        last = lows.get(int(z)) if cache is self._cache else None  # type: ignore[attr-defined]
+        m = np.asarray(mask, dtype=bool)
+        size = self.predictor.sam_prompt_encoder.mask_input_size  # type: ignore[attr-defined]
+        h, w = m.shape
+        if last is not None and np.array_equal(
+                (F.interpolate(last, (h, w), mode="bilinear", align_corners=False)[0, 0] > 0).numpy(), m):
+            self._mask_input = last
+        else:
+            t = torch.from_numpy(m.astype(np.float32))[None, None]
+            self._mask_input = F.interpolate(t, size, mode="bilinear", align_corners=False)
+        try:
+            return self.predict_slice(z, points, labels)
+        finally:
+            self._mask_input = None
+
     def _image_heads(
         self, z: int, pts: np.ndarray | None, lbs: np.ndarray | None, box: np.ndarray | None
     ) -> np.ndarray:
@@ -84,13 +113,21 @@ class Sam2PassesMixin:
             coords.append(torch.as_tensor(pts, device=scale.device).reshape(-1, 2) * scale)
             labels.append(torch.as_tensor(lbs, dtype=torch.int, device=scale.device))
         points = (torch.cat(coords)[None].float(), torch.cat(labels)[None])
-        sparse, dense = sam.sam_prompt_encoder(points=points, boxes=None, masks=None)
+        masks = getattr(self, "_mask_input", None)
+        if masks is not None:
+            masks = masks.to(scale.device)
+        sparse, dense = sam.sam_prompt_encoder(points=points, boxes=None, masks=masks)
         low, _, _, _ = sam.sam_mask_decoder(
             image_embeddings=maps[-1], image_pe=sam.sam_prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
             multimask_output=False, repeat_image=False, high_res_features=maps[:-1],
         )
         up = F.interpolate(low.float(), (h, w), mode="bilinear", align_corners=False)
+        cache, lows = getattr(self, "_last_low", (None, {}))
+        if cache is not self._cache:  # type: ignore[attr-defined]
+            lows = {}
+        lows[int(z)] = low.float().cpu()  # the last one-shot logits of z, for predict_slice_masked
+        self._last_low = (self._cache, lows)  # type: ignore[attr-defined]
         return (up[0, 0] > 0).cpu().numpy()
 
     # propagate_pass: the base default (propagate() on the visited frames) for now. One

@@ -143,7 +143,7 @@ def propagate_in_frames(call: ModelTimer, fm: np.ndarray) -> np.ndarray:
 
 #: Model method each prompt kind needs.
 PROMPT_METHODS: dict[str, str] = {"point": "add_clicks", "box": "add_box", "mask": "add_mask",
-                                  "slice2d": "predict_slice"}
+                                  "slice2d": "predict_slice", "slice2d-mask": "predict_slice_masked"}
 
 
 class Protocol:

@@ -116,6 +116,35 @@ PROTOCOLS: tuple[ProtocolEntry, ...] = (
         "CVPR25_iter_eval.py, JunMa11/CVPR-MedSegFMCompetition",
     ),
     ProtocolEntry(
+        "radioactive-point-interpolation", "annosim.protocols.radioactive:RadioactivePointInterpolation",
+        "RadioActive (MIC-DKFZ): a centre point on 5 linspace seed slices, linearly interpolated on every "
+        "slice between them (one-shot 2D), then 5 refinements (contour-scribble negatives or "
+        "FN-component positives, previous slice masks); stop on a perfect prediction.",
+        "GT seed slices and centre points, GT error regions (FP/FN ratio, FP plane, FN component), "
+        "stop on a GT match",
+        "RadioActive benchmark (DKFZ), MIC-DKFZ/radioactive @1796386 (interactive_prompter.py, prompt_utils.py)",
+    ),
+    ProtocolEntry(
+        "radioactive-box-interpolation", "annosim.protocols.radioactive:RadioactiveBoxInterpolation",
+        "RadioActive: GT boxes on 3 linspace seed slices, corners linearly interpolated on every slice "
+        "between them (one-shot 2D), then 5 point refinements as in radioactive-point-interpolation.",
+        "GT seed slices and boxes, GT error regions, stop on a GT match",
+        "RadioActive benchmark (DKFZ), MIC-DKFZ/radioactive @1796386 (interactive_prompter.py, prompt_utils.py)",
+    ),
+    ProtocolEntry(
+        "radioactive-point-propagation", "annosim.protocols.radioactive:RadioactivePointPropagation",
+        "RadioActive: 5 random GT points on the median slice, then the prediction's centre point moved "
+        "slice by slice up and down until an empty prediction or the GT's end, then 5 refinements.",
+        "GT median slice and points, GT z extent, GT error regions, stop on a GT match",
+        "RadioActive benchmark (DKFZ), MIC-DKFZ/radioactive @1796386 (interactive_prompter.py, prompt_utils.py)",
+    ),
+    ProtocolEntry(
+        "radioactive-one-point", "annosim.protocols.radioactive:RadioactiveOnePoint",
+        "RadioActive: one random GT pixel on every GT slice (one-shot 2D), then 5 refinements.",
+        "GT point on every occupied slice, GT error regions, stop on a GT match",
+        "RadioActive benchmark (DKFZ), MIC-DKFZ/radioactive @1796386 (interactive_prompter.py, prompt_utils.py)",
+    ),
+    ProtocolEntry(
         "ritm-noc", "annosim.protocols.ritm:RitmNoc",
         "RITM NoC: one click per round at the deepest point of the larger error (ties negative) on "
         "annosim's worst slice until IoU 0.90 or 20 clicks (NoC@80/85/90 in IoU).",
