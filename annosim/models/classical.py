@@ -49,7 +49,8 @@ from scipy import ndimage as ndi
 
 from annosim.errors import ConfigError
 from annosim.models import classical_ops as ops
-from annosim.models.base import SliceModelBase
+from annosim.models.base import PatchSpec, SliceModelBase
+from annosim.models.patch_slices import SlicePatchMixin
 from annosim.params import coerce_overrides
 
 
@@ -153,10 +154,13 @@ class _SliceState:
     labels: list[int] = field(default_factory=list)
 
 
-class ClassicalModel(SliceModelBase):
-    """Weight-free interactive baseline: click regions, geodesic cuts, frame-to-frame tracking."""
+class ClassicalModel(SlicePatchMixin, SliceModelBase):
+    """Weight-free interactive baseline: click regions, geodesic cuts, frame-to-frame tracking.
+    Under a patch protocol it segments the patch (SAM-Med3D's 128^3 at 1.5 mm, in HU) as a volume
+    of its own (:class:`~annosim.models.patch_slices.SlicePatchMixin`)."""
 
     name = "classical"
+    patch_spec = PatchSpec((128, 128, 128), (1.5, 1.5, 1.5), "hu")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
@@ -183,6 +187,9 @@ class ClassicalModel(SliceModelBase):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "params": asdict(self.params)}
+
+    def _patch_twin(self) -> "ClassicalModel":
+        return ClassicalModel(**asdict(self.params))
 
     # -- unit conversion -------------------------------------------------------------------
     def _px(self, mm: float) -> int:

@@ -60,6 +60,9 @@ class RoundOutcome:
     scored_frames : ndarray of bool or float, shape (Z,), or None
         The frames the protocol's source scores, for its native metrics (``None``: the
         setting's frames); float: the source's per-frame weights (> 0 where scored).
+    patch : tuple of two bool arrays, or None
+        A patch protocol's ``(prediction, truth)`` on the model's patch (the crop its source
+        scores), for native crop metrics; ``None`` for other protocols.
     """
 
     round: int
@@ -69,6 +72,7 @@ class RoundOutcome:
     clicks: int = 0
     model_seconds: float = 0.0
     scored_frames: np.ndarray | None = None
+    patch: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class ModelCallError(Exception):
@@ -143,7 +147,7 @@ def propagate_in_frames(call: ModelTimer, fm: np.ndarray) -> np.ndarray:
 
 #: Model method each prompt kind needs.
 PROMPT_METHODS: dict[str, str] = {"point": "add_clicks", "box": "add_box", "mask": "add_mask",
-                                  "slice2d": "predict_slice"}
+                                  "slice2d": "predict_slice", "patch": "predict_patch"}
 
 
 class Protocol:
