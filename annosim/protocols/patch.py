@@ -13,9 +13,11 @@ Rules (torchio 0.18-0.20, as the source calls it):
 
 * **Resample** (``tio.Resample(1.5)``): per axis ``n' = ceil(n * s / s')`` voxels (a singleton
   axis stays 1); new voxel ``u`` sits at old index ``u * r + (r - 1) / 2`` with ``r = s' / s``
-  (the outer voxel borders of both grids meet at the start). The image is interpolated linearly
-  with the edge value beyond the last voxel centre (ITK's linear interpolator), the label by the
-  nearest voxel, halves rounded up (ITK's ``RoundHalfIntegerUp``).
+  (the outer voxel borders of both grids meet at the start). A voxel whose old index is outside
+  ``[-1/2, n - 1/2)`` (the trailing partial voxel when ``n * s`` is not a multiple of ``s'``) is 0,
+  ITK's default pixel value (torchio sets none). Inside, the image is interpolated linearly (the
+  edge value between the last voxel centre and the border, as ITK's linear interpolator), the
+  label by the nearest voxel, halves rounded up (ITK's ``RoundHalfIntegerUp``).
 * **CropOrPad** (``mask_name='label'``): bounding box ``[lo, hi)`` of the label (``hi`` = last
   index + 1), centre ``c = (lo + hi) / 2``; ``c -= 0.5`` when (the target ``t`` is even) XOR
   (``c`` is integral); the patch starts at
@@ -66,21 +68,32 @@ def _nearest_index(coords: np.ndarray, n: int) -> np.ndarray:
     return np.clip(np.floor(coords + 0.5).astype(np.int64), 0, n - 1)
 
 
+def _inside(coords: np.ndarray, n: int) -> np.ndarray:
+    """ITK's ``IsInsideBuffer`` along one axis: ``-1/2 <= c < n - 1/2``."""
+    return (coords >= -0.5) & (coords < n - 0.5)
+
+
 def resample_nearest(mask: np.ndarray, spacing: tuple[float, ...], target: tuple[float, ...]) -> np.ndarray:
-    """A label (any dtype, 3D) resampled by the nearest voxel to ``target`` mm per axis."""
-    idx = [_nearest_index(resample_coords(n, s, t), n) for n, s, t in zip(mask.shape, spacing, target)]
-    return np.asarray(mask)[np.ix_(*idx)]
+    """A label (any dtype, 3D) resampled by the nearest voxel to ``target`` mm per axis (0
+    outside the old grid)."""
+    coords = [resample_coords(n, s, t) for n, s, t in zip(mask.shape, spacing, target)]
+    out = np.asarray(mask)[np.ix_(*[_nearest_index(c, n) for c, n in zip(coords, mask.shape)])]
+    ki, kj, kk = (_inside(c, n) for c, n in zip(coords, mask.shape))
+    inside = ki[:, None, None] & kj[None, :, None] & kk[None, None, :]
+    return np.where(inside, out, np.zeros((), dtype=out.dtype))
 
 
 def _linear_axis(volume: np.ndarray, axis: int, coords: np.ndarray) -> np.ndarray:
-    """Linear interpolation along ``axis`` at float ``coords`` (edge value beyond the ends)."""
+    """Linear interpolation along ``axis`` at float ``coords``: the edge value between the end
+    voxel centres and the border, 0 outside ``[-1/2, n - 1/2)``."""
     n = volume.shape[axis]
     c = np.clip(coords, 0.0, n - 1.0)
     lo = np.floor(c).astype(np.int64)
     hi = np.minimum(lo + 1, n - 1)
-    w = (c - lo).reshape([-1 if a == axis else 1 for a in range(volume.ndim)])
+    shape = [-1 if a == axis else 1 for a in range(volume.ndim)]
+    w = (c - lo).reshape(shape)
     a, b = np.take(volume, lo, axis=axis), np.take(volume, hi, axis=axis)
-    return a + (b - a) * w
+    return (a + (b - a) * w) * _inside(coords, n).reshape(shape)
 
 
 def resample_linear_window(
