@@ -250,6 +250,13 @@ def test_protocols_registered_and_refuse_slice_only_models():
     assert get_protocol("sammed3d").requires == ("set_patch", "predict_patch")
     with pytest.raises(Exception, match="click_method"):
         get_protocol("sammed3d", click_method="edt")
+    from click.testing import CliRunner
+
+    from annosim.cli import cli
+
+    text = CliRunner().invoke(cli, ["protocols"]).output
+    assert "parameters: clicks=1, click_method=random, seed=233" in text
+    assert "parameters: clicks=5, ritm_clicks=2, seed=2023, clamp_ct=True, newest_only=True" in text
 
 
 def test_classical_runs_both_protocols_end_to_end():

@@ -114,3 +114,22 @@ def test_registered_and_runs_sammed3d_end_to_end(small_checkpoint, one_torch_thr
     assert res.errors == []
     assert {r["protocol"] for r in res.rows} == {"sammed3d", "sammed3d-2024"}
     assert all(0.0 <= r["dice"] <= 1.0 for r in res.rows)
+
+
+def test_cli_refuses_bad_checkpoint_and_slice_protocols_before_any_work(synthetic_manifest, small_checkpoint,
+                                                                          tmp_path, capsys):
+    """Exit 2, one line, no results folder: a corrupt checkpoint; a slice protocol (he2024 needs
+    add_clicks, which a patch model lacks)."""
+    from annosim.cli import main
+
+    bad = tmp_path / "junk.pth"
+    bad.write_bytes(bytes(range(256)) * 4)
+    out = tmp_path / "run"
+    assert main(["run", "--data", str(synthetic_manifest), "--model", "sam-med3d-turbo", "--checkpoint", str(bad),
+                 "--protocol", "sammed3d", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{bad}: not a loadable checkpoint (1024 bytes" in err[0] and not out.exists()
+    assert main(["run", "--data", str(synthetic_manifest), "--model", "sam-med3d-turbo", "--checkpoint",
+                 str(small_checkpoint), "--protocol", "he2024", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "add_clicks" in err[0] and not out.exists()
