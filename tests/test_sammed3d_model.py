@@ -133,3 +133,17 @@ def test_cli_refuses_bad_checkpoint_and_slice_protocols_before_any_work(syntheti
                  str(small_checkpoint), "--protocol", "he2024", "--out", str(out), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "add_clicks" in err[0] and not out.exists()
+
+
+def test_sample_ct_end_to_end(shared_data, small_checkpoint, one_torch_thread):
+    """Both protocols on the sample CT (spleen) with the random-weight network (32^3 patch)."""
+    from annosim.data.layouts import open_dataset
+
+    d = shared_data / "totalseg-abdomen"
+    case = open_dataset(f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}").cases[0].load()
+    m = SamMed3DModel(checkpoint=str(small_checkpoint), device="cpu")
+    ms = MetricSet.with_user(native=("sammed3d_dsc", "sammed3d_nsd", "sammed3d_crop_dice", "sammed3d_crop_iou"))
+    res = evaluate_case(case, m, ["sammed3d", "sammed3d-2024"], settings=("full", "fg-only"), labels=[1], metrics=ms)
+    assert res.errors == []
+    assert {(r["protocol"], r["setting"]) for r in res.rows} == {
+        (p, s) for p in ("sammed3d", "sammed3d-2024") for s in ("full", "fg-only")}
