@@ -302,3 +302,68 @@ def test_sample_ct_end_to_end_with_classical(shared_data):
             assert r["sammed3d_dsc"] == r["dice"] > 0.5
         else:
             assert r["sammed3d_crop_dice"] == round(r["sammed3d_crop_dice"], 4)
+
+
+class PlainPatchPlugin:
+    """A patch plugin that subclasses nothing (wrapped in PluginModel): logits +1 on a 2^3 cube
+    at the patch centre."""
+
+    name = "plain-patch"
+    patch_spec = PatchSpec((8, 8, 8), SP, "hu")
+
+    def set_volume(self, volume, spacing):
+        self.seen = []
+
+    def start_object(self, frames=None):
+        pass
+
+    def add_clicks(self, z, points, labels, replace=False):
+        raise NotImplementedError
+
+    def propagate(self):
+        raise NotImplementedError
+
+    def set_patch(self, patch):
+        self.seen.append(patch.shape)
+
+    def predict_patch(self, points, labels, low_res=None):
+        logits = -np.ones((8, 8, 8), np.float32)
+        logits[3:5, 3:5, 3:5] = 1.0
+        return PatchPrediction(logits, None)
+
+
+def test_plugin_patch_model_without_base_class(tmp_path):
+    """The plugin API: patch_spec, set_patch and predict_patch on a plain class; the protocol
+    reads the case from the wrapper (PluginModel keeps what set_volume received)."""
+    from annosim.models.base import as_model
+
+    model = as_model(PlainPatchPlugin())
+    assert model.supports("predict_patch") and model.patch_spec.size == (8, 8, 8)
+    vol = ct()
+    gt = np.zeros(vol.shape, bool)
+    gt[3:6, 4:8, 5:9] = True
+    out = run("sammed3d", model, vol, gt)
+    assert model.plugin.seen == [(8, 8, 8)]
+    # patch start (RAS) i 3, j 2, k 0; the cube at RAS 3..4 -> case i 6..7, j 5..6, k 3..4
+    # -> canonical z 3..4, y 11-6..11-5 = 5..6, x 13-7..13-6 = 6..7
+    want = np.zeros(vol.shape, bool)
+    want[3:5, 5:7, 6:8] = True
+    np.testing.assert_array_equal(out[0].prediction, want)
+
+
+def test_protocols_in_the_report_sensitivity_table(synthetic_manifest, tmp_path):
+    """Both protocols run from the CLI beside he2024 and get their columns in the sensitivity
+    table, with their native headline in the detail table."""
+    import pandas as pd
+
+    from annosim.cli import main
+
+    out, rep = tmp_path / "run", tmp_path / "rep"
+    assert main(["run", "--data", str(synthetic_manifest), "--limit", "1", "--labels", "1", "--model", "classical",
+                 "--protocol", "he2024,sammed3d,sammed3d-2024", "--out", str(out), "--quiet"]) == 0
+    assert main(["report", str(out), "--out", str(rep), "--no-qc", "--n-boot", "100"]) == 0
+    sens = pd.read_csv(rep / "sensitivity.csv")
+    assert {"he2024", "sammed3d", "sammed3d-2024"} <= set(sens.columns) and len(sens) == 2  # full, fg-only
+    assert sens["sammed3d"].between(0, 1).all()
+    detail = (rep / "sensitivity_detail.md").read_text()
+    assert "best-of-N crop Dice" in detail and "DSC (SAM-Med3D)" in detail
