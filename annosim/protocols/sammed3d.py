@@ -17,8 +17,8 @@ section 7) for patch models (:class:`annosim.models.base.PatchSpec`).
    Native metrics: ``sammed3d_dsc`` and ``sammed3d_nsd`` (1 mm) on the case grid (MU L11-136).
 
 ``sammed3d-2024`` (7B, paper-era @84079e6, VA = ``validation.py``, CM = ``utils/click_method.py``):
-5 clicks (VA L34), seed 2023 (VA L43-50), CT clamped to [-1000, 1000] before the patch (DL
-L51-52), clicks 1-2 by the ritm rule and then random (VA L249-250), both on the previous
+5 clicks (VA L34), seed 2023 (VA L43-50), CT clamped to [-1000, 1000] after the resampling (done
+offline in the source) and before the normalisation (DL L51-52), clicks 1-2 by the ritm rule and then random (VA L249-250), both on the previous
 **logits > 0.5** and without fallback (no error: the object stops, where the source crashes),
 **only the newest click** sent with the previous low-res logits (VA L253-273); after every click
 Dice and IoU on the crop rounded to 4 decimals (VA L274-283), reported as the best over clicks
@@ -87,7 +87,8 @@ class SamMed3d2024Params:
     seed : int
         ``RandomState`` seed (2023).
     clamp_ct : bool
-        HU clamped to [-1000, 1000] before the patch (the loader does it for ``/ct_`` paths).
+        HU clamped to [-1000, 1000] after the resampling, before the normalisation (the loader
+        does it for ``/ct_`` paths).
     newest_only : bool
         Only the newest click reaches the model (True); False sends every click so far.
     """
@@ -118,8 +119,6 @@ class _PatchProtocol(Protocol):
     prompt_kinds = ("patch",)
     #: Threshold on the logits for the mask the next click reads (7A: 0, 7B: 0.5).
     click_threshold: float = 0.0
-    #: Clicks fall back (7A) instead of stopping the object (7B) when there is nothing to click.
-    fallback: bool = True
     clamp: tuple[float, float] | None = None
 
     @property
@@ -149,10 +148,9 @@ class _PatchProtocol(Protocol):
         ras_spacing = tuple(float(s) for s in spacing)[::-1]
         geo, gt_patch = PatchGeometry.around(canonical_to_ras(np.asarray(gt, dtype=bool)), ras_spacing,
                                              tuple(spec.spacing)[::-1], tuple(spec.size)[::-1])
-        vol = canonical_to_ras(volume)
-        if self.clamp is not None:
-            vol = np.clip(vol, *self.clamp)
-        image = geo.image(vol)
+        image = geo.image(canonical_to_ras(volume))
+        if self.clamp is not None:  # 7B: the loader clamps data resampled offline (padding 0 stays 0)
+            image = np.clip(image, *self.clamp)
         if spec.intensity == "zscore-positive":
             image = znorm_positive(image)
         call("set_patch", np.ascontiguousarray(ras_to_canonical(image)))
@@ -213,7 +211,6 @@ class SamMed3d2024(_PatchProtocol):
     native_object_metrics = ("sammed3d_best_dice", "sammed3d_best_iou")
     native_headline = "sammed3d_best_dice"
     click_threshold = 0.5
-    fallback = False
     params: SamMed3d2024Params
 
     def __init__(self, params: SamMed3d2024Params | None = None) -> None:
