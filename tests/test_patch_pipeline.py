@@ -155,3 +155,13 @@ def test_ras_conversions_are_inverse_and_by_hand():
     p = np.array([[1, 2, 3], [0, 0, 0]])
     np.testing.assert_array_equal(ras_points_to_canonical(canonical_points_to_ras(p, v.shape), r.shape), p)
     assert canonical_points_to_ras(np.array([[1, 2, 3]]), v.shape).tolist() == [[0, 0, 1]]
+
+
+def test_window_of_the_resampled_grid_equals_the_full_resampling_cut():
+    """Only the window is interpolated, from the old voxels it reads: the same values as the whole
+    resampled grid cut by :func:`window` (inside, across the border and past the end)."""
+    a = np.random.default_rng(2).normal(0, 100, (23, 17, 9)).astype(np.float32)
+    sp = (0.7, 0.9, 3.0)
+    full = resample_linear_window(a, sp, (1.5,) * 3, (0, 0, 0), resampled_shape(a.shape, sp, (1.5,) * 3))
+    for begin, size in (((3, 2, 5), (4, 5, 6)), ((-2, 6, 12), (6, 8, 9)), ((0, 0, 0), (11, 11, 18))):
+        np.testing.assert_array_equal(resample_linear_window(a, sp, (1.5,) * 3, begin, size), window(full, begin, size))

@@ -83,16 +83,16 @@ def resample_nearest(mask: np.ndarray, spacing: tuple[float, ...], target: tuple
     return np.where(inside, out, np.zeros((), dtype=out.dtype))
 
 
-def _linear_axis(volume: np.ndarray, axis: int, coords: np.ndarray) -> np.ndarray:
-    """Linear interpolation along ``axis`` at float ``coords``: the edge value between the end
-    voxel centres and the border, 0 outside ``[-1/2, n - 1/2)``."""
-    n = volume.shape[axis]
+def _linear_axis(volume: np.ndarray, axis: int, coords: np.ndarray, n: int, offset: int) -> np.ndarray:
+    """Linear interpolation along ``axis`` at float ``coords`` of an axis of ``n`` voxels, of
+    which ``volume`` holds those from ``offset`` on: the edge value between the end voxel centres
+    and the border, 0 outside ``[-1/2, n - 1/2)``."""
     c = np.clip(coords, 0.0, n - 1.0)
     lo = np.floor(c).astype(np.int64)
     hi = np.minimum(lo + 1, n - 1)
     shape = [-1 if a == axis else 1 for a in range(volume.ndim)]
     w = (c - lo).reshape(shape)
-    a, b = np.take(volume, lo, axis=axis), np.take(volume, hi, axis=axis)
+    a, b = np.take(volume, lo - offset, axis=axis), np.take(volume, hi - offset, axis=axis)
     return (a + (b - a) * w) * _inside(coords, n).reshape(shape)
 
 
@@ -103,19 +103,22 @@ def resample_linear_window(
     """The linearly resampled ``volume`` (float32, 3D) restricted to the window
     ``[begin, begin + size)`` of the resampled grid, zero where the window leaves the grid
     (torchio's zero padding). Trilinear interpolation is separable, so only the window is
-    computed (float64 inside, float32 out)."""
+    computed, from the old voxels it reads (float64 inside, float32 out)."""
     out = np.zeros(tuple(int(s) for s in size), dtype=np.float32)
-    coords, dst = [], []
+    coords, dst, src = [], [], []
     for n, s, t, b, m in zip(volume.shape, spacing, target, begin, size):
         c = resample_coords(n, s, t)
         lo, hi = max(int(b), 0), min(int(b) + int(m), len(c))
         if hi <= lo:
             return out
-        coords.append(c[lo:hi])
+        c = c[lo:hi]
+        coords.append(c)
         dst.append(slice(lo - int(b), hi - int(b)))
-    work = np.asarray(volume, dtype=np.float64)
+        first = int(np.floor(np.clip(c.min(), 0, n - 1)))
+        src.append(slice(first, min(int(np.floor(np.clip(c.max(), 0, n - 1))) + 2, n)))
+    work = np.asarray(volume[tuple(src)], dtype=np.float64)
     for axis, c in enumerate(coords):
-        work = _linear_axis(work, axis, c)
+        work = _linear_axis(work, axis, c, volume.shape[axis], src[axis].start)
     out[tuple(dst)] = work
     return out
 
