@@ -367,3 +367,42 @@ def test_protocols_in_the_report_sensitivity_table(synthetic_manifest, tmp_path)
     assert sens["sammed3d"].between(0, 1).all()
     detail = (rep / "sensitivity_detail.md").read_text()
     assert "best-of-N crop Dice" in detail and "DSC (SAM-Med3D)" in detail
+
+
+def test_patch_twin_leaves_the_case_state_of_the_model_untouched():
+    """A slice model answers patch calls on a twin (a shallow copy): a slice protocol run after a
+    patch protocol on the same case gives the rows it gives alone."""
+    from annosim.models.classical import ClassicalModel
+
+    rng = np.random.default_rng(0)
+    img = np.full((8, 32, 32), 40.0, np.float32) + rng.normal(0, 5, (8, 32, 32)).astype(np.float32)
+    lab = np.zeros(img.shape, np.uint8)
+    lab[2:6, 8:20, 8:18] = 1
+    img[lab == 1] += 160.0
+    case = Case("syn", img, lab, (1.5, 1.0, 1.0), {1: "box"})
+
+    def he_rows(protocols):
+        res = evaluate_case(case, ClassicalModel(), protocols, settings=("full",))
+        return [{k: v for k, v in r.items() if k != "model_seconds"} for r in res.rows if r["protocol"] == "he2024"]
+
+    assert he_rows(["sammed3d", "he2024"]) == he_rows(["he2024"])
+
+
+def test_vista3d_runs_sammed3d_on_the_sample_ct(shared_data, tmp_path, one_torch_thread):
+    """VISTA3D (random weights, its own HU window and grid) under both patch protocols."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("monai")
+    from monai.networks.nets import vista3d132
+
+    from annosim.data.layouts import open_dataset
+    from annosim.models.vista3d_model import VISTA3DModel
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "vista3d.pt"
+    torch.save(vista3d132(encoder_embed_dim=8).state_dict(), ckpt)
+    d = shared_data / "totalseg-abdomen"
+    case = open_dataset(f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}").cases[0].load()
+    model = VISTA3DModel(checkpoint=str(ckpt), patch_size=32, device="cpu")
+    assert model.patch_spec.intensity == "hu"
+    res = evaluate_case(case, model, ["sammed3d", "sammed3d-2024"], settings=("full",), labels=[1])
+    assert res.errors == [] and {r["protocol"] for r in res.rows} == {"sammed3d", "sammed3d-2024"}

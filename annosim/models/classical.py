@@ -49,7 +49,7 @@ from scipy import ndimage as ndi
 
 from annosim.errors import ConfigError
 from annosim.models import classical_ops as ops
-from annosim.models.base import PatchSpec, SliceModelBase
+from annosim.models.base import SliceModelBase
 from annosim.models.patch_slices import SlicePatchMixin
 from annosim.params import coerce_overrides
 
@@ -160,7 +160,6 @@ class ClassicalModel(SlicePatchMixin, SliceModelBase):
     of its own (:class:`~annosim.models.patch_slices.SlicePatchMixin`)."""
 
     name = "classical"
-    patch_spec = PatchSpec((128, 128, 128), (1.5, 1.5, 1.5), "hu")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
@@ -187,9 +186,6 @@ class ClassicalModel(SlicePatchMixin, SliceModelBase):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "params": asdict(self.params)}
-
-    def _patch_twin(self) -> "ClassicalModel":
-        return ClassicalModel(**asdict(self.params))
 
     # -- unit conversion -------------------------------------------------------------------
     def _px(self, mm: float) -> int:
