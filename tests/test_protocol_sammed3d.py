@@ -406,3 +406,15 @@ def test_vista3d_runs_sammed3d_on_the_sample_ct(shared_data, tmp_path, one_torch
     assert model.patch_spec.intensity == "hu"
     res = evaluate_case(case, model, ["sammed3d", "sammed3d-2024"], settings=("full",), labels=[1])
     assert res.errors == [] and {r["protocol"] for r in res.rows} == {"sammed3d", "sammed3d-2024"}
+
+
+def test_other_orientation_is_refused_before_any_work(synthetic_manifest, tmp_path, capsys):
+    """The patch pipeline reorders canonical axes to RAS: --orientation as-stored is exit 2."""
+    from annosim.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--data", str(synthetic_manifest), "--model", "classical", "--protocol", "sammed3d",
+                 "--orientation", "as-stored", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["annosim: error: protocol 'sammed3d' runs in the canonical orientation only, "
+                   "not --orientation as-stored"] and not out.exists()

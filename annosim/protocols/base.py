@@ -162,6 +162,9 @@ class Protocol:
     name: str = "protocol"
     params_class: type | None = None
     orientation: str | None = None
+    #: The protocol cannot run in another orientation (``--orientation`` other than
+    #: :attr:`orientation` is refused), e.g. a patch protocol that reorders canonical axes to RAS.
+    orientation_fixed: bool = False
     model_options: dict[str, Any] = {}
     #: Prompt kinds the protocol gives (keys of :data:`PROMPT_METHODS`).
     prompt_kinds: tuple[str, ...] = ("point",)

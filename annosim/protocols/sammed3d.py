@@ -117,6 +117,9 @@ class _PatchProtocol(Protocol):
     """The loop both variants share (module docstring); subclasses give the rules."""
 
     prompt_kinds = ("patch",)
+    #: The case arrives canonical (Z, Y, X) and is reordered to RAS: no other orientation.
+    orientation = "canonical"
+    orientation_fixed = True
     #: Threshold on the logits for the mask the next click reads (7A: 0, 7B: 0.5).
     click_threshold: float = 0.0
     clamp: tuple[float, float] | None = None
