@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.annosim-installed
 # CPU wheel of torch that lies on this machine's disk; an open range would pull a CUDA build.
 TORCH  := torch==2.13.0
-EXTRAS := '.[test,monai,nninteractive,ray]'
+EXTRAS := '.[test,monai,nninteractive,ray,sammed3d]'
 
 # Full pip output of every install step; the terminal gets one line per step (and the log's end
 # when a step fails).
@@ -30,6 +30,8 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	@$(call pip,install $(TORCH))
 	@echo "make install: sam2 1.1.0 (no CUDA extension)"
 	@SAM2_BUILD_CUDA=0 $(call pip,install --no-deps sam2==1.1.0)
+	@echo "make install: medim 0.1.2 (SAM-Med3D's network; without its dependencies)"
+	@$(call pip,install --no-deps medim==0.1.2)
 	@echo "make install: annosim and its dependencies (constraints.txt)"
 	@$(call pip,install -c constraints.txt -e $(EXTRAS) hydra-core iopath pillow)
 	@echo "make install: removing torchvision"

@@ -224,6 +224,10 @@ def validate(spec: RunSpec, *, check_model: bool = True) -> ResolvedRun:
     protocols = build_protocols(ev.protocols, ev.protocol_args)
     if not protocols:
         raise ConfigError("--protocol: name at least one protocol")
+    for proto in protocols:
+        if proto.orientation_fixed and ev.orientation not in (None, proto.orientation):
+            raise ConfigError(f"protocol {proto.name!r} runs in the {proto.orientation} orientation only, "
+                              f"not --orientation {ev.orientation}")
     native = [n for p in protocols for n in p.native_metrics]
     metrics = MetricSet.with_user(ev.metrics, native=native)
     if check_model:

@@ -215,3 +215,31 @@ def write_mask(mask_zyx: np.ndarray, case: Case, path: str | Path) -> None:
     mask = np.asarray(mask_zyx)
     stored = geometry.to_stored(mask).astype(_mask_dtype(mask), copy=False)
     write_stored(np.ascontiguousarray(stored), geometry.affine, path)
+
+
+def canonical_to_ras(volume: np.ndarray) -> np.ndarray:
+    """A canonical ``(Z, Y, X)`` array (S, P, L) as an array indexed ``(i, j, k)`` towards R, A, S:
+    the order of a ``ToCanonical`` (torchio) or ``as_closest_canonical`` (nibabel) image.
+    ``out[i, j, k] = volume[k, Y-1-j, X-1-i]`` (a view, no copy)."""
+    return np.asarray(volume)[:, ::-1, ::-1].transpose(2, 1, 0)
+
+
+def ras_to_canonical(volume: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`canonical_to_ras`: an ``(i, j, k)`` RAS-ordered array as canonical ``(Z, Y, X)``."""
+    return np.asarray(volume).transpose(2, 1, 0)[:, ::-1, ::-1]
+
+
+def ras_points_to_canonical(points: np.ndarray, ras_shape: tuple[int, int, int]) -> np.ndarray:
+    """int ``(K, 3)`` ``(i, j, k)`` indices of an array of RAS shape ``ras_shape`` as ``(z, y, x)``
+    indices of its canonical view: ``(k, J-1-j, I-1-i)``."""
+    p = np.asarray(points, dtype=np.int64).reshape(-1, 3)
+    ni, nj, _ = (int(s) for s in ras_shape)
+    return np.stack([p[:, 2], nj - 1 - p[:, 1], ni - 1 - p[:, 0]], axis=1)
+
+
+def canonical_points_to_ras(points: np.ndarray, zyx_shape: tuple[int, int, int]) -> np.ndarray:
+    """Inverse of :func:`ras_points_to_canonical`: ``(z, y, x)`` of a canonical array of shape
+    ``zyx_shape`` as ``(i, j, k)`` = ``(X-1-x, Y-1-y, z)``."""
+    p = np.asarray(points, dtype=np.int64).reshape(-1, 3)
+    _, ny, nx = (int(s) for s in zyx_shape)
+    return np.stack([nx - 1 - p[:, 2], ny - 1 - p[:, 1], p[:, 0]], axis=1)

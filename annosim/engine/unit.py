@@ -104,7 +104,7 @@ def run_unit(
             stage = "metric"
             values = ctx.metrics.compute(outcome.prediction, gt, case.spacing, ctx.nsd_tolerance,
                                          surface=ctx.surface_metrics, native=protocol.native_metrics,
-                                         scored=outcome.scored_frames)
+                                         scored=outcome.scored_frames, patch=outcome.patch)
             stage = "protocol"
             row = RoundRow(key.case, key.label, name, setting, protocol.name, outcome.round,
                            outcome.annotated_slices, outcome.clicks, values, outcome.model_seconds)

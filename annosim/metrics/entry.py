@@ -31,10 +31,13 @@ class RoundData:
     ``scored``: (Z,) frames the protocol's source scores (``None``: every frame), read by
     native metrics through :attr:`scored_counts`; bool, or non-negative per-frame weights (a
     frame scores where its weight is > 0; :attr:`frame_weights` keeps the weights).
+    ``patch``: a patch protocol's bool ``(prediction, truth)`` on its patch (``None``: not a patch
+    protocol), read by crop metrics.
     """
 
     def __init__(self, pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float], nsd_tolerance: float,
-                 scored: np.ndarray | None = None) -> None:
+                 scored: np.ndarray | None = None,
+                 patch: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         pred = np.asarray(pred, dtype=bool)
         gt = np.asarray(gt, dtype=bool)
         if pred.shape != gt.shape or pred.ndim != 3:
@@ -49,6 +52,7 @@ class RoundData:
                 raise ValueError(f"scored frames {weights.shape} must be ({pred.shape[0]},)")
             self.frame_weights, scored = weights, weights > 0
         self.scored = scored
+        self.patch = patch
 
     @cached_property
     def scored_counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

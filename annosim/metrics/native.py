@@ -14,6 +14,8 @@ from scipy import ndimage
 
 from annosim.metrics.entry import Metric, RoundData
 from annosim.metrics.surfel import surfel_nsd
+from annosim.metrics.functions import nsd_from_distances
+from annosim.protocols.sammed3d_rules import crop_dice, crop_iou
 from annosim.protocols.shen_rules import source_order
 
 
@@ -133,6 +135,42 @@ def _ma_nsd(d: RoundData) -> float:
     return float(np.round(surfel_nsd(d.gt, d.pred, d.spacing, MA_NSD_TOLERANCE_MM), 4))
 
 
+def _sammed3d_empty(d: RoundData) -> float | None:
+    """SAM-Med3D MU L11-136's empty cases: both empty -> nan, truth empty only -> 0."""
+    if not d.gt_any:
+        return float("nan") if not d.pred_any else 0.0
+    return None
+
+
+def _sammed3d_dsc(d: RoundData) -> float:
+    """SAM-Med3D 7A DSC on the case grid: ``2|P∧G| / (|P|+|G|)`` with :func:`_sammed3d_empty`."""
+    empty = _sammed3d_empty(d)
+    if empty is not None:
+        return empty
+    sp, sg, si = d.counts
+    return 2.0 * int(si.sum()) / (int(sp.sum()) + int(sg.sum()))
+
+
+#: SAM-Med3D's NSD tolerance in mm (MU: ``compute_surface_dice_at_tolerance(..., 1.0)``).
+SAMMED3D_NSD_MM = 1.0
+
+
+def _sammed3d_nsd(d: RoundData) -> float:
+    """SAM-Med3D 7A NSD at 1 mm on the case grid (annosim's border-voxel NSD, not DeepMind's
+    surfel areas) with :func:`_sammed3d_empty`; a prediction empty against a truth -> 0."""
+    empty = _sammed3d_empty(d)
+    if empty is not None:
+        return empty
+    return nsd_from_distances(d.distances, d.pred_any, d.gt_any, SAMMED3D_NSD_MM)
+
+
+def _crop(fn):  # type: ignore[no-untyped-def]
+    def compute(d: RoundData) -> float:
+        """nan on a row without a patch (not a patch protocol)."""
+        return float("nan") if d.patch is None else fn(*d.patch)
+    return compute
+
+
 #: Every native metric, in column order.
 NATIVE: tuple[Metric, ...] = (
     Metric("ma_dsc", "ma_dsc", _ma_dsc, label="DSC (Ma)",
@@ -153,4 +191,12 @@ NATIVE: tuple[Metric, ...] = (
            source="Zhu et al. 2024 (Medical-SAM2 func_3d)", native=True),
     Metric("zhu_iou", "zhu_iou", lambda d: _zhu_pair(d)[1], label="IoU (Zhu)",
            source="Zhu et al. 2024 (Medical-SAM2 func_3d)", native=True),
+    Metric("sammed3d_dsc", "sammed3d_dsc", _sammed3d_dsc, summary="nanmean", label="DSC (SAM-Med3D)",
+           source="SAM-Med3D (utils/metric_utils.py)", native=True),
+    Metric("sammed3d_nsd", "sammed3d_nsd", _sammed3d_nsd, needs_spacing=True, surface=True, summary="nanmean",
+           label="NSD@1mm (SAM-Med3D)", source="SAM-Med3D (utils/metric_utils.py, border-voxel NSD)", native=True),
+    Metric("sammed3d_crop_dice", "sammed3d_crop_dice", _crop(crop_dice), summary="nanmean",
+           label="crop Dice (SAM-Med3D 2024)", digits=4, source="SAM-Med3D 2024 (validation.py)", native=True),
+    Metric("sammed3d_crop_iou", "sammed3d_crop_iou", _crop(crop_iou), summary="nanmean",
+           label="crop IoU (SAM-Med3D 2024)", digits=4, source="SAM-Med3D 2024 (validation.py)", native=True),
 )

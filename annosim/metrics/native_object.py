@@ -128,6 +128,19 @@ def _miou(k: int) -> Callable[[ObjectRounds], float]:
     return compute
 
 
+# -- SAM-Med3D paper-era (validation.py @84079e6 L378-389) --------------------------------------
+
+SAMMED3D_SOURCE = "SAM-Med3D 2024 (validation.py)"
+
+
+def _best(column: str) -> Callable[[ObjectRounds], float]:
+    def compute(d: ObjectRounds) -> float:
+        """The maximum over the object's clicks (VA L378-382: ``max(dice_list)``), NaNs skipped."""
+        v = d.values[column]
+        return float(np.nanmax(v)) if np.isfinite(v).any() else float("nan")
+    return compute
+
+
 #: Every object-level native metric, in column order.
 OBJECT_NATIVE: tuple[ObjectMetric, ...] = (
     ObjectMetric("cvpr25_dsc_auc", ("dice",), _dsc_auc, label="DSC AUC", source=CVPR25_SOURCE),
@@ -140,6 +153,10 @@ OBJECT_NATIVE: tuple[ObjectMetric, ...] = (
                    label=f">=max@{round(t * 100)}", digits=0, source=RITM_SOURCE) for t in RITM_THRESHOLDS[1:]),
     *(ObjectMetric(f"ritm_miou{k}", ("iou",), _miou(k), label=f"mIoU@{k}", source=RITM_SOURCE)
       for k in RITM_MIOU_CLICKS),
+    ObjectMetric("sammed3d_best_dice", ("sammed3d_crop_dice",), _best("sammed3d_crop_dice"),
+                 label="best-of-N crop Dice", source=SAMMED3D_SOURCE),
+    ObjectMetric("sammed3d_best_iou", ("sammed3d_crop_iou",), _best("sammed3d_crop_iou"),
+                 label="best-of-N crop IoU", source=SAMMED3D_SOURCE),
 )
 OBJECT_BY_NAME: dict[str, ObjectMetric] = {m.name: m for m in OBJECT_NATIVE}
 

@@ -126,12 +126,13 @@ class MetricSet:
     def compute(
         self, pred: np.ndarray, gt: np.ndarray, spacing: Sequence[float], nsd_tolerance: float = 2.0,
         surface: bool = True, native: Sequence[str] = (), scored: np.ndarray | None = None,
+        patch: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> dict[str, float | int]:
         """Every metric of one round: ``{column: value}``. A failing metric raises MetricError
         naming it; surface metrics are nan when ``surface`` is False; a native metric is nan
         unless the row's protocol lists it in ``native`` (``scored``: its source's frames)."""
         check_tolerance(nsd_tolerance)
-        data = RoundData(pred, gt, spacing, nsd_tolerance, scored)
+        data = RoundData(pred, gt, spacing, nsd_tolerance, scored, patch)
         out: dict[str, float | int] = {}
         for m in self.metrics:
             if (m.surface and not surface) or (m.native and m.name not in native):

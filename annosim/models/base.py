@@ -21,7 +21,17 @@ Optional hooks and their defaults:
 ``estimate_memory``       ``None``: annosim's default estimate (:mod:`annosim.memory`)
 ``describe``              ``{"name": name}``: recorded in run.json
 ``prompt_free``           ``False``; True makes every protocol one round of ``propagate()``
+``patch_spec``            ``None``; a :class:`PatchSpec` makes the model a patch model (below)
+``set_patch``             raises NotImplementedError (no patch input)
+``predict_patch``         raises NotImplementedError (no 3D points on a patch)
 ========================  ==========================================================================
+
+Patch models (SAM-Med3D and the like) see a fixed crop. The model declares its
+:class:`PatchSpec` (patch size, spacing, intensity scaling); a patch protocol
+(:mod:`annosim.protocols.patch`) resamples, reorients, crops, normalises and pastes the
+prediction back, once for every such model. Per object it calls :meth:`set_patch` once (the image
+encoder runs there) and :meth:`predict_patch` once per click with 3D points ``(z, y, x)`` in the
+patch and the previous low-resolution logits the model returned (``None`` at first).
 
 A protocol declares the methods it calls (:attr:`annosim.protocols.base.Protocol.requires`); a
 run refuses, before reading any case, a model that does not implement one (:meth:`supports`).
@@ -32,9 +42,55 @@ integer ``(y, x)`` on slice ``z`` (axis 0 index of the volume), masks are boolea
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+#: Intensity scalings a patch model may ask for (:attr:`PatchSpec.intensity`).
+PATCH_INTENSITIES = ("zscore-positive", "hu")
+
+
+@dataclass(frozen=True)
+class PatchSpec:
+    """What a patch model declares.
+
+    Attributes
+    ----------
+    size : tuple of 3 ints
+        Patch shape ``(Z, Y, X)`` in voxels (SAM-Med3D: 128^3).
+    spacing : tuple of 3 floats
+        Voxel size ``(sz, sy, sx)`` in mm the case is resampled to (SAM-Med3D: 1.5 isotropic).
+    intensity : str
+        ``zscore-positive``: HU z-normalised with the mean and standard deviation (ddof 1, as
+        torch) of the voxels > 0 (torchio ``ZNormalization(masking_method=x > 0)``); ``hu``: HU
+        as they are (a model with its own preprocessing).
+    """
+
+    size: tuple[int, int, int] = (128, 128, 128)
+    spacing: tuple[float, float, float] = (1.5, 1.5, 1.5)
+    intensity: str = "zscore-positive"
+
+    def __post_init__(self) -> None:
+        if len(self.size) != 3 or min(int(s) for s in self.size) < 1:
+            raise ValueError(f"patch size must be 3 positive ints, got {self.size}")
+        if len(self.spacing) != 3 or not all(float(s) > 0 and np.isfinite(float(s)) for s in self.spacing):
+            raise ValueError(f"patch spacing must be 3 positive mm values, got {self.spacing}")
+        if self.intensity not in PATCH_INTENSITIES:
+            raise ValueError(f"patch intensity must be one of {PATCH_INTENSITIES}, got {self.intensity!r}")
+
+
+@dataclass
+class PatchPrediction:
+    """What :meth:`SliceModelBase.predict_patch` returns.
+
+    ``logits``: float32 ``(Z, Y, X)`` of the patch's shape, > 0 where the model predicts the
+    object (sigmoid > 0.5); ``low_res``: the model's low-resolution logits (any shape, e.g.
+    SAM-Med3D's 32^3), handed back unchanged with the next click (``None``: the model keeps none).
+    """
+
+    logits: np.ndarray
+    low_res: np.ndarray | None = None
 
 
 @runtime_checkable
@@ -74,6 +130,7 @@ class SliceModelBase:
     def __init__(self) -> None:
         self.shape: tuple[int, int, int] | None = None
         self.spacing: tuple[float, float, float] | None = None
+        self.case_volume: np.ndarray | None = None
         self.frames: np.ndarray = np.zeros(0, dtype=np.int64)
 
     # -- case and object -------------------------------------------------------------------
@@ -82,6 +139,7 @@ class SliceModelBase:
             raise ValueError(f"volume must be (Z, Y, X), got shape {volume.shape}")
         self.shape = tuple(int(s) for s in volume.shape)  # type: ignore[assignment]
         self.spacing = tuple(float(s) for s in spacing)  # type: ignore[assignment]
+        self.case_volume = volume  # a reference (no copy): what a patch protocol crops from
 
     def start_object(self, frames: np.ndarray | None = None) -> None:
         if self.shape is None:
@@ -144,6 +202,23 @@ class SliceModelBase:
             keep &= np.isin(z, frames)
         return pred & keep[:, None, None]
 
+    # -- patch models ---------------------------------------------------------------------------
+    #: A patch model's declaration (patch size, spacing, intensity); ``None`` for other models.
+    patch_spec: PatchSpec | None = None
+
+    def set_patch(self, patch: np.ndarray) -> None:
+        """The object's patch: float32 ``(Z, Y, X)`` of ``patch_spec.size``, canonical axes,
+        scaled as ``patch_spec.intensity`` says. Once per object (image encoder here)."""
+        raise NotImplementedError(f"model {self.name!r} takes no 3D patch")
+
+    def predict_patch(
+        self, points: np.ndarray, labels: np.ndarray, low_res: np.ndarray | None = None,
+    ) -> PatchPrediction:
+        """Predict the patch from ``points`` int ``(K, 3)`` ``(z, y, x)`` patch indices with
+        ``labels`` ``(K,)`` 1/0 (exactly the points the protocol sends this time) and the
+        previous call's ``low_res`` logits (``None`` at the first click)."""
+        raise NotImplementedError(f"model {self.name!r} takes no 3D points on a patch")
+
     # -- hooks ---------------------------------------------------------------------------------
     #: True for a model that segments without prompts (every protocol becomes one round).
     prompt_free: bool = False
@@ -180,7 +255,7 @@ class SliceModelBase:
 
 _DELEGATED = ("set_volume", "start_object", "add_clicks", "propagate")
 _OPTIONAL = ("add_box", "add_mask", "predict_slice", "predict_slice_masked", "propagate_pass", "set_target",
-             "configure_protocol", "release_case", "estimate_memory", "describe")
+             "configure_protocol", "release_case", "estimate_memory", "describe", "set_patch", "predict_patch")
 
 
 class PluginModel(SliceModelBase):
@@ -194,6 +269,9 @@ class PluginModel(SliceModelBase):
         self.plugin = plugin
         self.name = str(getattr(plugin, "name", type(plugin).__name__))
         self.prompt_free = bool(getattr(plugin, "prompt_free", False))
+        self.patch_spec = getattr(plugin, "patch_spec", None)
+        self.case_volume = None
+        self.spacing = None
 
     def __getattr__(self, attr: str) -> Any:  # only called for attributes not found here
         if attr == "plugin":
@@ -202,6 +280,7 @@ class PluginModel(SliceModelBase):
 
     def set_volume(self, volume: np.ndarray, spacing: tuple[float, float, float]) -> None:
         self.plugin.set_volume(volume, spacing)
+        self.case_volume, self.spacing = volume, tuple(float(s) for s in spacing)
 
     def start_object(self, frames: np.ndarray | None = None) -> None:
         self.plugin.start_object(frames)
@@ -239,6 +318,14 @@ class PluginModel(SliceModelBase):
     def propagate_pass(self, start: int, reverse: bool = False) -> np.ndarray:
         own = self._own("propagate_pass")
         return own(start, reverse=reverse) if own else super().propagate_pass(start, reverse)
+
+    def set_patch(self, patch: np.ndarray) -> None:
+        own = self._own("set_patch")
+        return own(patch) if own else super().set_patch(patch)
+
+    def predict_patch(self, points: np.ndarray, labels: np.ndarray, low_res: Any = None) -> PatchPrediction:
+        own = self._own("predict_patch")
+        return own(points, labels, low_res) if own else super().predict_patch(points, labels, low_res)
 
     def set_target(self, label: int, name: str) -> None:
         own = self._own("set_target")

@@ -17,9 +17,8 @@ nearest a negative click are removed. On a slice with negative clicks only, the 
 of the mask away from them stands in for a positive click; a component with negative clicks
 and nothing to keep is removed whole.
 
-Propagation follows SAM2's video predictor (README, "Propagation order"): from the earliest prompted frame
-forward to the last frame, then backward to the first; a prompted frame keeps its own mask and
-restarts tracking. A frame between two prompted frames is conditioned by both (SAM2's memory
+Propagation follows SAM2's video predictor (README, "Propagation order"): earliest prompted frame
+to the last, then back to the first; a prompted frame keeps its own mask and restarts tracking. A frame between two prompted frames is conditioned by both (SAM2's memory
 holds every prompted frame): it gets the union of the tracks arriving from either side.
 Tracking from a prompted frame uses an intensity model of the prompted masks nearest to it
 (at least ``model_min_mm2`` of them), so a prompt on an atypical slice (partial volume at an
@@ -50,6 +49,7 @@ from scipy import ndimage as ndi
 from annosim.errors import ConfigError
 from annosim.models import classical_ops as ops
 from annosim.models.base import SliceModelBase
+from annosim.models.patch_slices import SlicePatchMixin
 from annosim.params import coerce_overrides
 
 
@@ -153,8 +153,9 @@ class _SliceState:
     labels: list[int] = field(default_factory=list)
 
 
-class ClassicalModel(SliceModelBase):
-    """Weight-free interactive baseline: click regions, geodesic cuts, frame-to-frame tracking."""
+class ClassicalModel(SlicePatchMixin, SliceModelBase):
+    """Weight-free interactive baseline: click regions, geodesic cuts, frame-to-frame tracking;
+    a patch (SAM-Med3D's 128^3 at 1.5 mm, in HU) is a volume of its own (SlicePatchMixin)."""
 
     name = "classical"
 

@@ -65,6 +65,13 @@ BUILTINS: dict[str, BuiltinModel] = {
             extra="nninteractive",
             cuda_default=True,
         ),
+        BuiltinModel(
+            "sam-med3d-turbo",
+            "annosim.models.sammed3d_model:SamMed3DModel",
+            "SAM-Med3D (turbo) through medim: a 128^3 patch model at 1.5 mm for the sammed3d protocols (--checkpoint).",
+            extra="sammed3d",
+            cuda_default=True,
+        ),
     )
 }
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from annosim.errors import ConfigError, InputError
 from annosim.models.base import SliceModelBase
+from annosim.models.patch_slices import SlicePatchMixin
 from annosim.models.devices import release_cached_memory, select_cuda_device
 from annosim.models.sam2_checkpoints import (
     VARIANTS,
@@ -103,7 +104,7 @@ class Sam2Options:
         return replace(opts, window=(float(window[0]), float(window[1])))
 
 
-class SAM2Model(Sam2PassesMixin, SliceModelBase):
+class SAM2Model(SlicePatchMixin, Sam2PassesMixin, SliceModelBase):
     """SAM2 video predictor with a per-case image-feature cache.
 
     Attributes

@@ -46,6 +46,7 @@ import torch
 from annosim.errors import ConfigError, InputError
 from annosim.params import coerce_overrides
 from annosim.models.base import SliceModelBase
+from annosim.models.patch_slices import SlicePatchMixin
 from annosim.models.native3d_grid import RASGrid
 from annosim.models.vista3d_weights import download_bundle_weights, load_vista3d
 
@@ -207,7 +208,7 @@ class Vista3DOptions:
         return opts
 
 
-class VISTA3DModel(SliceModelBase):
+class VISTA3DModel(SlicePatchMixin, SliceModelBase):
     """MONAI VISTA3D as a native-3D annosim model.
 
     Options: :class:`Vista3DOptions` (``--model-arg key=value``).

@@ -60,6 +60,9 @@ class RoundOutcome:
     scored_frames : ndarray of bool or float, shape (Z,), or None
         The frames the protocol's source scores, for its native metrics (``None``: the
         setting's frames); float: the source's per-frame weights (> 0 where scored).
+    patch : tuple of two bool arrays, or None
+        A patch protocol's ``(prediction, truth)`` on the model's patch (the crop its source
+        scores), for native crop metrics; ``None`` for other protocols.
     """
 
     round: int
@@ -69,6 +72,7 @@ class RoundOutcome:
     clicks: int = 0
     model_seconds: float = 0.0
     scored_frames: np.ndarray | None = None
+    patch: tuple[np.ndarray, np.ndarray] | None = None
 
 
 class ModelCallError(Exception):
@@ -143,7 +147,8 @@ def propagate_in_frames(call: ModelTimer, fm: np.ndarray) -> np.ndarray:
 
 #: Model method each prompt kind needs.
 PROMPT_METHODS: dict[str, str] = {"point": "add_clicks", "box": "add_box", "mask": "add_mask",
-                                  "slice2d": "predict_slice", "slice2d-mask": "predict_slice_masked"}
+                                  "slice2d": "predict_slice", "slice2d-mask": "predict_slice_masked",
+                                  "patch": "predict_patch"}
 
 
 class Protocol:
@@ -158,6 +163,9 @@ class Protocol:
     name: str = "protocol"
     params_class: type | None = None
     orientation: str | None = None
+    #: The protocol cannot run in another orientation (``--orientation`` other than
+    #: :attr:`orientation` is refused), e.g. a patch protocol that reorders canonical axes to RAS.
+    orientation_fixed: bool = False
     model_options: dict[str, Any] = {}
     #: Prompt kinds the protocol gives (keys of :data:`PROMPT_METHODS`).
     prompt_kinds: tuple[str, ...] = ("point",)

@@ -152,6 +152,22 @@ PROTOCOLS: tuple[ProtocolEntry, ...] = (
         "Sofiiuk et al. 2022, arXiv:2102.06583; SamsungLabs/ritm_interactive_segmentation (clicker.py, "
         "evaluation.py)",
     ),
+    ProtocolEntry(
+        "sammed3d", "annosim.protocols.sammed3d:SamMed3d",
+        "SAM-Med3D (current code) for patch models: 1.5 mm, RAS, the 128^3 patch centred on the label's box, "
+        "z-norm over voxels > 0; 1 random FN/FP click (RandomState(233); click_method=ritm), every click and "
+        "the low-res logits resent; pasted back, DSC/NSD@1mm on the case grid.",
+        "GT box centre (the crop), GT clicks (random error voxel)",
+        "uni-medical/SAM-Med3D @f3de1fa (medim_val_dataset.py, utils/infer_utils.py, utils/metric_utils.py)",
+    ),
+    ProtocolEntry(
+        "sammed3d-2024", "annosim.protocols.sammed3d:SamMed3d2024",
+        "SAM-Med3D paper-era code: the same patch (CT clamped to +-1000), 5 clicks (2 ritm, then random, on "
+        "logits > 0.5; RandomState(2023)), only the newest click sent; crop Dice/IoU after each click, "
+        "best of 5 reported.",
+        "GT box centre (the crop), GT clicks (EDT/random error voxel), best-of-clicks",
+        "uni-medical/SAM-Med3D @84079e6 (validation.py, utils/click_method.py, utils/data_loader.py)",
+    ),
 )
 _BY_NAME = {e.name: e for e in PROTOCOLS}
 
