@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -301,3 +302,172 @@ def test_he2024_auto_and_auto_point_modes(checkpoint: Path, case):
     assert point_calls and all(c["class_vector"].tolist() == [[3]] for c in point_calls)
     assert len(rec.calls) - len(point_calls) == 9  # the automatic start, computed once
     rec.handle.remove()
+
+
+# -- device path (issue 17 item 6) -----------------------------------------------------------------
+class MonaiPathVISTA3D(VISTA3DModel):
+    """The per-click path as it was before issue 17: MONAI's ``point_based_window_inferer`` (stitched
+    on the CPU) and ``keep_components_with_positive_points`` (scikit-image), logits held on the CPU
+    and copied back to the device as ``prev_mask`` on every click."""
+
+    def _point_logits(self, obj, first_new):
+        from monai.apps.vista3d.inferer import point_based_window_inferer
+
+        coords, labels = self._point_arrays(obj)
+        cls = None if self.class_id is None else torch.tensor([[self.class_id]], device=self.device)
+        prev = None if obj.logits is None else obj.logits.cpu().to(self.device)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Setting affine", category=UserWarning)
+            out = point_based_window_inferer(
+                inputs=self.image, roi_size=self.patch_size, predictor=self.network,
+                point_coords=torch.as_tensor(coords[None], dtype=torch.float32),
+                point_labels=torch.as_tensor(labels[None]),
+                class_vector=cls if self.mode == "auto+point" else None, prompt_class=cls,
+                prev_mask=prev, point_start=first_new, transpose=True,
+            )
+        out = torch.as_tensor(out).float().cpu()
+        return torch.nan_to_num(out, nan=float(self.network.NINF_VALUE))
+
+    def _to_mask(self, logits, obj):
+        from monai.transforms.utils import keep_components_with_positive_points
+
+        lg = logits
+        if self.mode == "point" and len(obj.points):
+            coords, labels = self._point_arrays(obj)
+            lg = keep_components_with_positive_points(
+                lg.clone(), torch.as_tensor(coords[None], dtype=torch.float32), torch.as_tensor(labels[None])
+            )
+        mask = self.grid.net_to_volume(lg[0, 0]).numpy() > 0
+        mask[obj.outside.numpy()] = False
+        return torch.from_numpy(mask)
+
+
+_MONAI_RUNS: dict = {}
+
+
+def _run_he2024(model, case, settings=("full",)):
+    from annosim.engine.case import evaluate_case
+
+    preds = []
+    res = evaluate_case(
+        case, model, "he2024", settings=settings, labels=[SPLEEN], seed=0,
+        on_round=lambda label, setting, outcome: preds.append(outcome.prediction.copy()),
+    )
+    assert res.errors == []
+    return res, preds
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"target_spacing": "none"},
+        {"target_spacing": 2.5},  # resampled both ways: net grid (56, 56, 36) -> case (64, 64, 30)
+        {"target_spacing": 2.5, "flood": True},  # components grown on the device (GPU path)
+        {"mode": "auto+point"},
+    ],
+    ids=["native", "resampled", "resampled-flood", "auto+point"],
+)
+def test_device_path_gives_the_masks_of_the_monai_path(checkpoint: Path, case, monkeypatch, kw):
+    """Every round's mask, every click and every row equal those of MONAI's CPU functions."""
+    from annosim.models import vista3d_device
+
+    kw = dict(kw)
+    if kw.pop("flood", False):
+        monkeypatch.setattr(vista3d_device, "HOST_LABELLING_DEVICES", ())
+    new_res, new_preds = _run_he2024(make_model(checkpoint, **kw), case)
+    key = repr(sorted(kw.items()))
+    if key not in _MONAI_RUNS:  # the flood variant compares with the same MONAI run
+        old = MonaiPathVISTA3D(checkpoint=str(checkpoint), **{"patch_size": 32, "target_spacing": "none",
+                                                             "device": "cpu", **kw})
+        _MONAI_RUNS[key] = _run_he2024(old, case)
+    old_res, old_preds = _MONAI_RUNS[key]
+    assert len(new_preds) == len(old_preds) > 2
+    assert new_res.prompts == old_res.prompts
+    for a, b in zip(new_preds, old_preds):
+        np.testing.assert_array_equal(a, b)
+    strip = lambda rows: [repr({k: v for k, v in r.items() if k != "model_seconds"}) for r in rows]  # noqa: E731
+    assert strip(new_res.rows) == strip(old_res.rows)
+    assert any(p.any() for p in new_preds)
+
+
+def test_flood_fill_selects_the_components_scikit_image_labels(monkeypatch):
+    """keep_positive_components on the device path == MONAI's keep_components_with_positive_points
+    (26-connected components, scikit-image ``label(connectivity=3)``), on random blobs."""
+    from monai.transforms.utils import keep_components_with_positive_points
+
+    from annosim.models import vista3d_device
+
+    rng = np.random.default_rng(0)
+    for trial in range(6):
+        logits = torch.from_numpy(rng.normal(-0.3, 1.0, (1, 1, 20, 18, 16)).astype(np.float32))
+        logits[0, 0, 3, 4, 5] = float("nan") if trial % 2 else logits[0, 0, 3, 4, 5]
+        coords = rng.integers(0, 16, (4, 3))
+        labels = np.array([1, 0, 3, 0]) if trial % 3 else np.array([0, 0, 2, 0])
+        expected = keep_components_with_positive_points(
+            logits.clone(), torch.as_tensor(coords[None], dtype=torch.float32), torch.as_tensor(labels[None])
+        )
+        monkeypatch.setattr(vista3d_device, "HOST_LABELLING_DEVICES", ())
+        got = vista3d_device.keep_positive_components(logits, coords, labels)
+        monkeypatch.undo()
+        torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True)
+
+
+class HostCopies:
+    """Records every tensor read back to the host (``.cpu()``, ``.numpy()``, ``.tolist()``,
+    ``.item()``, ``np.asarray``) and every ``.to(device)``, with its element count, made outside
+    the network's forward (MONAI's VISTA3D labels the components of each window inside its forward,
+    ``connected_components_combine``: with scikit-image on the host unless cuCIM is installed)."""
+
+    def __init__(self, monkeypatch, network: torch.nn.Module) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.in_network = 0
+        for name in ("cpu", "numpy", "tolist", "item", "__array__"):
+            self._wrap(monkeypatch, name, lambda *a, **k: True)
+        self._wrap(monkeypatch, "to", lambda *a, **k: any(
+            isinstance(v, (str, torch.device)) for v in (*a, *k.values())))
+        self.hooks = [network.register_forward_pre_hook(lambda *a: self._enter(1)),
+                      network.register_forward_hook(lambda *a: self._enter(-1))]
+
+    def _enter(self, step: int) -> None:
+        self.in_network += step
+
+    def _wrap(self, monkeypatch, name, counts) -> None:
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(t, *args, **kwargs):
+            if not self.in_network and counts(*args, **kwargs):
+                self.calls.append((name, t.numel()))
+            return original(t, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, wrapper)
+
+
+def test_per_click_path_copies_only_the_returned_slice(checkpoint: Path, case, monkeypatch):
+    """A click moves no logits between device and host: the largest tensor read back is the
+    returned (Y, X) slice; propagate reads the (Z, Y, X) mask back once and caches it."""
+    from annosim.models import vista3d_device
+
+    monkeypatch.setattr(vista3d_device, "HOST_LABELLING_DEVICES", ())  # the GPU path, on the CPU
+    model = make_model(checkpoint, target_spacing=2.5)
+    model.set_volume(case.image, case.spacing)
+    model.set_target(SPLEEN, "spleen")
+    model.start_object()
+    model.add_clicks(12, np.array([[20, 45]]), np.array([1]))  # first window: no previous logits
+    copies = HostCopies(monkeypatch, model.network)
+    out = model.add_clicks(12, np.array([[30, 10]]), np.array([0]))
+    out2 = model.add_clicks(14, np.array([[22, 40]]), np.array([1]))
+    per_click = list(copies.calls)
+    vol1 = model.propagate()
+    vol2 = model.propagate()
+    monkeypatch.undo()
+    for h in copies.hooks:
+        h.remove()
+    assert out.shape == out2.shape == (64, 64)
+    slice_size, volume_size = 64 * 64, 30 * 64 * 64
+    assert per_click and max(n for _, n in per_click) == slice_size
+    assert ("cpu", slice_size) in per_click
+    after = copies.calls[len(per_click):]
+    # one read-back (tensor.cpu().numpy()) for two propagates
+    assert [c for c in after if c[1] > slice_size] == [("cpu", volume_size), ("numpy", volume_size)]
+    np.testing.assert_array_equal(vol1, vol2)
+    np.testing.assert_array_equal(vol1[14], out2)

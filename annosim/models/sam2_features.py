@@ -100,6 +100,11 @@ class FeatureCache:
         """Bytes of the shared positional encodings (0 before the first slice)."""
         return _nbytes(self._pos_shared or [])
 
+    def stored(self, z: int) -> list[torch.Tensor]:
+        """The FPN levels of slice ``z`` as stored (``store_device``, ``store_dtype``); KeyError
+        when ``z`` is not stored. For checks: :meth:`get` returns the device copies."""
+        return list(self._fpn[int(z)])
+
     def _store(self, t: torch.Tensor) -> torch.Tensor:
         if self.store_dtype is not None and t.is_floating_point():
             t = t.to(self.store_dtype)

@@ -20,7 +20,10 @@ Where each convention comes from
   click; the previous logits are kept elsewhere and passed as ``prev_mask``, so the network edits
   the connected components touched by the clicks). Point-only predictions keep only the
   components that contain a positive click (``keep_components_with_positive_points``, as the
-  bundle's ``VistaPostTransformd``). Logits > 0 are foreground.
+  bundle's ``VistaPostTransformd``). Logits > 0 are foreground. Both steps run on the network's
+  device (:mod:`annosim.models.vista3d_device`: MONAI's inferer stitches on the CPU and labels
+  components with scikit-image): the logits never leave the device; a click copies back only the
+  slice it returns, ``propagate`` the volume once per new prediction.
 - Class indices: ``vista3d/data/jsons/label_dict.json`` of Project-MONAI/VISTA (liver 1,
   kidney 2, spleen 3, pancreas 4, right kidney 5, ...); :data:`DEFAULT_LABEL_MAP` holds the
   abdominal structures.
@@ -35,7 +38,6 @@ from __future__ import annotations
 
 import json
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -48,6 +50,7 @@ from annosim.params import coerce_overrides
 from annosim.models.base import SliceModelBase
 from annosim.models.patch_slices import SlicePatchMixin
 from annosim.models.native3d_grid import RASGrid
+from annosim.models.vista3d_device import as_device_tensor, keep_positive_components, point_window_logits
 from annosim.models.vista3d_weights import download_bundle_weights, load_vista3d
 
 #: HU window of the VISTA3D bundle's ScaleIntensityRanged (a_min, a_max) -> [0, 1], clipped.
@@ -149,8 +152,9 @@ class _Object:
 
     points: np.ndarray  # (N, 3) canonical (z, y, x)
     labels: np.ndarray  # (N,) 1/0
-    logits: torch.Tensor | None  # (1, 1, *net_shape) raw network output, or None
+    logits: torch.Tensor | None  # (1, 1, *net_shape) raw network output on the device, or None
     start_logits: torch.Tensor | None  # automatic prediction the clicks edit (auto modes)
+    outside: torch.Tensor  # bool (Z,) on the device: slices outside the object's frames
 
 
 @dataclass(frozen=True)
@@ -236,7 +240,8 @@ class VISTA3DModel(SlicePatchMixin, SliceModelBase):
         self.label_name: str | None = None
         self._auto_cache: dict[int, torch.Tensor] = {}
         self._obj: _Object | None = None
-        self._pred: np.ndarray | None = None
+        self._pred_dev: torch.Tensor | None = None  # bool canonical (Z, Y, X) on the device
+        self._pred: np.ndarray | None = None  # its host copy, made by propagate
 
     # -- engine hints ------------------------------------------------------------------------------
     @property
@@ -267,6 +272,7 @@ class VISTA3DModel(SlicePatchMixin, SliceModelBase):
         self.image = ((hu - lo) / (hi - lo)).clamp_(0.0, 1.0).to(self.device)
         self._auto_cache = {}
         self._obj = None
+        self._pred_dev = None
         self._pred = None
 
     def set_target(self, label_value: int, label_name: str) -> None:
@@ -285,8 +291,17 @@ class VISTA3DModel(SlicePatchMixin, SliceModelBase):
                     "pass --model-arg label_map=NAME=CLASS_ID"
                 )
             start = self._auto_logits(self.class_id)
-        self._obj = _Object(np.zeros((0, 3), np.int64), np.zeros(0, np.int64), start, start)
-        self._pred = self._to_mask(start) if start is not None else np.zeros(self.shape, dtype=bool)
+        outside = np.ones(self.shape[0], dtype=bool)  # type: ignore[index]
+        outside[self.frames] = False
+        self._obj = _Object(
+            np.zeros((0, 3), np.int64), np.zeros(0, np.int64), start, start,
+            torch.from_numpy(outside).to(self.device),
+        )
+        if start is not None:
+            self._pred_dev = self._to_mask(start, self._obj)
+        else:
+            self._pred_dev = torch.zeros(self.shape, dtype=torch.bool, device=self.device)  # type: ignore[arg-type]
+        self._pred = None
 
     # -- prompts -----------------------------------------------------------------------------------
     def add_clicks(
@@ -304,7 +319,7 @@ class VISTA3DModel(SlicePatchMixin, SliceModelBase):
         if pts.shape[0] != labs.shape[0]:
             raise ValueError("points and labels must have the same length")
         if self.mode == "auto" or pts.shape[0] == 0:
-            return self._pred[int(z)].copy()  # type: ignore[index]
+            return self._slice(int(z))
         new = np.column_stack([np.full(len(pts), int(z)), pts])
         if replace:
             keep = obj.points[:, 0] != int(z)
@@ -316,19 +331,27 @@ class VISTA3DModel(SlicePatchMixin, SliceModelBase):
         obj.points = np.concatenate([obj.points, new])
         obj.labels = np.concatenate([obj.labels, (labs > 0).astype(np.int64)])
         obj.logits = self._point_logits(obj, first_new)
-        self._pred = self._to_mask(obj.logits, obj)
-        return self._pred[int(z)].copy()
+        self._pred_dev = self._to_mask(obj.logits, obj)
+        self._pred = None
+        return self._slice(int(z))
 
     def propagate(self) -> np.ndarray:
-        """The current whole-volume prediction, bool ``(Z, Y, X)`` (empty outside the frames)."""
+        """The current whole-volume prediction, bool ``(Z, Y, X)`` (empty outside the frames):
+        the one device->host copy of the volume, made once per new prediction."""
         self._require_object()
-        return self._pred.copy()  # type: ignore[union-attr]
+        if self._pred is None:
+            self._pred = self._pred_dev.cpu().numpy().copy()  # type: ignore[union-attr]
+        return self._pred.copy()
 
     # -- internals ---------------------------------------------------------------------------------
     def _require_object(self) -> _Object:
-        if self._obj is None or self._pred is None:
+        if self._obj is None or self._pred_dev is None:
             raise RuntimeError("start_object must be called before prompting")
         return self._obj
+
+    def _slice(self, z: int) -> np.ndarray:
+        """Slice ``z`` of the current prediction, bool ``(Y, X)``: the per-click host copy."""
+        return self._pred_dev[z].cpu().numpy().copy()  # type: ignore[index]
 
     def _autocast(self) -> Any:
         return torch.autocast(self.device.type, enabled=self.amp)
@@ -356,55 +379,48 @@ class VISTA3DModel(SlicePatchMixin, SliceModelBase):
                     point_coords=None,
                     point_labels=None,
                 )
-            self._auto_cache[class_id] = torch.as_tensor(out).float().cpu()
+            self._auto_cache[class_id] = as_device_tensor(out, self.device)
         return self._auto_cache[class_id]
 
-    def _point_tensors(self, obj: _Object) -> tuple[torch.Tensor, torch.Tensor]:
-        """All clicks as network points ``(1, N, 3)`` float and labels ``(1, N)``."""
+    def _point_arrays(self, obj: _Object) -> tuple[np.ndarray, np.ndarray]:
+        """All clicks on the host: network-grid points ``(N, 3)`` int64 and network labels ``(N,)``
+        (special-class labels for a mapped class, ``convert_point_label``)."""
         coords = self.grid.points_to_net(obj.points)  # type: ignore[union-attr]
         labels = torch.as_tensor(obj.labels[None], dtype=torch.int64)
         if self.class_id is not None:
             labels = self.network.convert_point_label(labels, label_set=[self.class_id])
-        return torch.as_tensor(coords[None], dtype=torch.float32, device=self.device), labels.to(self.device)
+        return coords, labels[0].numpy()
 
     def _point_logits(self, obj: _Object, first_new: int) -> torch.Tensor:
-        """Run windows centred on clicks ``first_new..`` (all clicks seen); returns new logits."""
-        from monai.apps.vista3d.inferer import point_based_window_inferer
-
-        coords, labels = self._point_tensors(obj)
+        """Run windows centred on clicks ``first_new..`` (all clicks seen); returns new logits
+        ``(1, 1, *net_shape)`` float32, kept on the device."""
+        coords, labels = self._point_arrays(obj)
         cls = None if self.class_id is None else torch.tensor([[self.class_id]], device=self.device)
         class_vector = cls if self.mode == "auto+point" else None
-        prev = None if obj.logits is None else obj.logits.to(self.device)
-        with torch.no_grad(), self._autocast(), warnings.catch_warnings():
-            # the inferer wraps its output in a MetaTensor and warns about the affine it resets
-            warnings.filterwarnings("ignore", message="Setting affine", category=UserWarning)
-            out = point_based_window_inferer(
-                inputs=self.image,
-                roi_size=self.patch_size,
-                predictor=self.network,
-                point_coords=coords,
-                point_labels=labels,
+        with torch.no_grad(), self._autocast():
+            out = point_window_logits(
+                self.image,  # type: ignore[arg-type]
+                self.patch_size,
+                self.network,
+                torch.as_tensor(coords[None], dtype=torch.float32).to(self.device),
+                torch.as_tensor(labels[None]).to(self.device),
+                coords,
                 class_vector=class_vector,
                 prompt_class=cls,
-                prev_mask=prev,
+                prev_mask=obj.logits,
                 point_start=first_new,
-                transpose=True,
             )
-        out = torch.as_tensor(out).float().cpu()
         # voxels no window reached (first clicks, no previous prediction) are background
-        return torch.nan_to_num(out, nan=float(self.network.NINF_VALUE))
+        return torch.nan_to_num(out.float(), nan=float(self.network.NINF_VALUE))
 
-    def _to_mask(self, logits: torch.Tensor, obj: _Object | None = None) -> np.ndarray:
-        """Network logits -> bool canonical ``(Z, Y, X)``, empty outside the frames."""
+    def _to_mask(self, logits: torch.Tensor, obj: _Object) -> torch.Tensor:
+        """Network logits -> bool canonical ``(Z, Y, X)`` on the device, empty outside the frames.
+
+        Resampled to the case's grid on the device (trilinear, :meth:`RASGrid.net_to_volume`);
+        ``propagate`` and each click's returned slice read this one tensor."""
         lg = logits
-        if self.mode == "point" and obj is not None and len(obj.points):
-            from monai.transforms.utils import keep_components_with_positive_points
-
-            coords, labels = self._point_tensors(obj)
-            lg = keep_components_with_positive_points(lg.clone(), coords.cpu(), labels.cpu())
-        vol = self.grid.net_to_volume(lg[0, 0]) > 0  # type: ignore[union-attr]
-        mask = vol.numpy().copy()
-        outside = np.ones(mask.shape[0], dtype=bool)
-        outside[self.frames] = False
-        mask[outside] = False
+        if self.mode == "point" and len(obj.points):
+            lg = keep_positive_components(lg, *self._point_arrays(obj))
+        mask = self.grid.net_to_volume(lg[0, 0]) > 0  # type: ignore[union-attr]
+        mask[obj.outside] = False
         return mask
