@@ -10,7 +10,9 @@ box slice with the source's margin, six rounds, seeded choice among equal maxima
 shen2024-points rows were recorded again when it was made to follow Shen et al.'s code (issue 14:
 the >256-pixel video, frame N // 2, deepest-point clicks, two passes, native shen_dice and
 shen_nsd columns); the he2024 and cvpr25 values did not change then (only the two new empty
-columns were added to their rows)."""
+columns were added to their rows). The cvpr25 rows gained the `cvpr25_nsd` column (the
+challenge's surfel NSD at 2 mm) when its object-level NSD metrics were switched to it; no other
+value changed."""
 
 from __future__ import annotations
 

@@ -42,8 +42,8 @@ def test_cvpr25_auc_over_the_five_click_rounds_and_nsd_zero_at_case_mean_dsc_0_2
     """I L495-505, L530-533: AUC over runs 2-6 only (the box run excluded); NSD is 0 in a run whose
     case-mean DSC is not > 0.2 (strict; the mean over the case's classes); final = run 6."""
     a = _rows("cvpr25", "c1", 1, {"dice": [0.1, 0.3, 0.6, 0.7, 0.8, 0.9],
-                                  "nsd": [0.2, 0.4, 0.5, 0.6, 0.7, 0.8]})
-    b = _rows("cvpr25", "c1", 2, {"dice": [0.1, 0.1, 0.1, 0.1, 0.1, 0.3], "nsd": [0.1] * 6})
+                                  "cvpr25_nsd": [0.2, 0.4, 0.5, 0.6, 0.7, 0.8]})
+    b = _rows("cvpr25", "c1", 2, {"dice": [0.1, 0.1, 0.1, 0.1, 0.1, 0.3], "cvpr25_nsd": [0.1] * 6})
     obj = _objects(a + b, {"cvpr25": 6})
     # case-mean DSC per run: 0.1, 0.2 (gated: not > 0.2), 0.35, 0.4, 0.45, 0.6
     assert obj.loc[("c1", 1), "cvpr25_dsc_auc"] == pytest.approx(0.15 + 0.6 + 0.7 + 0.8 + 0.45)
@@ -59,8 +59,8 @@ def test_cvpr25_auc_over_the_five_click_rounds_and_nsd_zero_at_case_mean_dsc_0_2
 
 def test_cvpr25_gate_uses_the_case_not_the_object():
     """The gate is the case's multi-class mean: another case's objects do not enter it."""
-    a = _rows("cvpr25", "c1", 1, {"dice": [0.1] * 6, "nsd": [0.3] * 6})
-    b = _rows("cvpr25", "c2", 1, {"dice": [0.9] * 6, "nsd": [0.3] * 6})
+    a = _rows("cvpr25", "c1", 1, {"dice": [0.1] * 6, "cvpr25_nsd": [0.3] * 6})
+    b = _rows("cvpr25", "c2", 1, {"dice": [0.9] * 6, "cvpr25_nsd": [0.3] * 6})
     obj = _objects(a + b, {"cvpr25": 6})
     assert obj.loc[("c1", 1), "cvpr25_nsd_auc"] == 0.0
     assert obj.loc[("c2", 1), "cvpr25_nsd_auc"] == pytest.approx(4 * 0.3)

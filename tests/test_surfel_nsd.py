@@ -132,3 +132,21 @@ def test_ma2024_box_lists_its_native_metrics():
     assert proto.native_metrics == ("ma_dsc", "ma_nsd") and proto.native_headline == "ma_dsc"
     row = next(r for r in protocol_table() if r["name"] == "ma2024-box")
     assert row["native_metrics"] == ["ma_dsc", "ma_nsd"]
+
+
+def test_cvpr25_and_sammed3d_nsd_are_the_surfel_nsd_of_their_sources():
+    """CVPR25_iter_eval.py with SurfaceDice.py S L280-478 (2 mm) and SAM-Med3D utils/metric_utils.py
+    (``compute_surface_dice_at_tolerance(..., 1.0)``): both score DeepMind's surfel-area NSD. Two
+    voxels 3 voxels apart: half of each cube's corners lie 2 voxels from the other's, half 3, so
+    the surfel NSD is 0.5 where the border-voxel NSD (distance 3 voxels) is 0."""
+    g = voxels((3, 3, 6), (1, 1, 1))
+    p = voxels((3, 3, 6), (1, 1, 4))
+    ms = MetricSet.with_user(native=("cvpr25_nsd", "sammed3d_nsd"))
+    at_1mm = ms.compute(p, g, (1.0, 1.0, 1.0), native=("cvpr25_nsd",))
+    assert at_1mm["cvpr25_nsd"] == 0.5                       # 2 mm tolerance, 1 mm voxels
+    assert border_voxel_nsd(p, g, (1.0, 1.0, 1.0), 2.0) == 0.0
+    at_half = ms.compute(p, g, (0.5, 0.5, 0.5), native=("sammed3d_nsd",))
+    assert at_half["sammed3d_nsd"] == 0.5                    # 1 mm tolerance, 0.5 mm voxels
+    assert border_voxel_nsd(p, g, (0.5, 0.5, 0.5), 1.0) == 0.0
+    empty = np.zeros_like(g)
+    assert ms.compute(empty, g, (1.0, 1.0, 1.0), native=("cvpr25_nsd",))["cvpr25_nsd"] == 0.0

@@ -14,7 +14,6 @@ from scipy import ndimage
 
 from annosim.metrics.entry import Metric, RoundData
 from annosim.metrics.surfel import surfel_nsd
-from annosim.metrics.functions import nsd_from_distances
 from annosim.protocols.sammed3d_rules import crop_dice, crop_iou
 from annosim.protocols.shen_rules import source_order
 
@@ -156,12 +155,26 @@ SAMMED3D_NSD_MM = 1.0
 
 
 def _sammed3d_nsd(d: RoundData) -> float:
-    """SAM-Med3D 7A NSD at 1 mm on the case grid (annosim's border-voxel NSD, not DeepMind's
-    surfel areas) with :func:`_sammed3d_empty`; a prediction empty against a truth -> 0."""
+    """SAM-Med3D 7A NSD at 1 mm on the case grid: DeepMind's surfel-area NSD (MU calls
+    ``surface_distance.compute_surface_dice_at_tolerance``) with :func:`_sammed3d_empty`; a
+    prediction empty against a truth -> 0."""
     empty = _sammed3d_empty(d)
     if empty is not None:
         return empty
-    return nsd_from_distances(d.distances, d.pred_any, d.gt_any, SAMMED3D_NSD_MM)
+    return surfel_nsd(d.gt, d.pred, d.spacing, SAMMED3D_NSD_MM)
+
+
+#: NSD tolerance of the CVPR 2025 challenge's scoring (CVPR25_iter_eval.py I, SurfaceDice.py S).
+CVPR25_NSD_MM = 2.0
+
+
+def _cvpr25_nsd(d: RoundData) -> float:
+    """CVPR 2025 challenge NSD of one round (I with S L280-478): DeepMind's surfel-area NSD at
+    2 mm with the case's spacing; 0 when one mask is empty. The challenge's gate (0 in a round
+    whose case-mean DSC is <= 0.2) is applied over the case by the object-level metrics."""
+    if not (d.gt_any and d.pred_any):
+        return 0.0 if d.gt_any or d.pred_any else float("nan")
+    return surfel_nsd(d.gt, d.pred, d.spacing, CVPR25_NSD_MM)
 
 
 def _crop(fn):  # type: ignore[no-untyped-def]
@@ -194,7 +207,11 @@ NATIVE: tuple[Metric, ...] = (
     Metric("sammed3d_dsc", "sammed3d_dsc", _sammed3d_dsc, summary="nanmean", label="DSC (SAM-Med3D)",
            source="SAM-Med3D (utils/metric_utils.py)", native=True),
     Metric("sammed3d_nsd", "sammed3d_nsd", _sammed3d_nsd, needs_spacing=True, surface=True, summary="nanmean",
-           label="NSD@1mm (SAM-Med3D)", source="SAM-Med3D (utils/metric_utils.py, border-voxel NSD)", native=True),
+           label="NSD@1mm (SAM-Med3D, surfel)", source="SAM-Med3D (utils/metric_utils.py, DeepMind surfel NSD)",
+           native=True),
+    Metric("cvpr25_nsd", "cvpr25_nsd", _cvpr25_nsd, needs_spacing=True, surface=True, summary="nanmean",
+           label="NSD@2mm (CVPR25, surfel)", source="CVPR 2025 challenge (SurfaceDice.py, DeepMind surfel NSD)",
+           native=True),
     Metric("sammed3d_crop_dice", "sammed3d_crop_dice", _crop(crop_dice), summary="nanmean",
            label="crop Dice (SAM-Med3D 2024)", digits=4, source="SAM-Med3D 2024 (validation.py)", native=True),
     Metric("sammed3d_crop_iou", "sammed3d_crop_iou", _crop(crop_iou), summary="nanmean",

@@ -67,9 +67,10 @@ def trapezoid_auc(values: np.ndarray) -> float:
 
 
 def cvpr25_gated_nsd(d: ObjectRounds) -> np.ndarray:
-    """Per-round NSD as the challenge scores it: 0 in a round whose case-mean DSC is <= 0.2."""
+    """Per-round NSD as the challenge scores it (the surfel NSD of ``cvpr25_nsd``): 0 in a round
+    whose case-mean DSC is <= 0.2."""
     gate = d.case_mean.get("dice", d.values["dice"])
-    return np.where(gate > CVPR25_NSD_GATE, d.values["nsd"], 0.0)
+    return np.where(gate > CVPR25_NSD_GATE, d.values["cvpr25_nsd"], 0.0)
 
 
 def _dsc_auc(d: ObjectRounds) -> float:
@@ -144,9 +145,9 @@ def _best(column: str) -> Callable[[ObjectRounds], float]:
 #: Every object-level native metric, in column order.
 OBJECT_NATIVE: tuple[ObjectMetric, ...] = (
     ObjectMetric("cvpr25_dsc_auc", ("dice",), _dsc_auc, label="DSC AUC", source=CVPR25_SOURCE),
-    ObjectMetric("cvpr25_nsd_auc", ("dice", "nsd"), _nsd_auc, label="NSD AUC", source=CVPR25_SOURCE),
+    ObjectMetric("cvpr25_nsd_auc", ("dice", "cvpr25_nsd"), _nsd_auc, label="NSD AUC", source=CVPR25_SOURCE),
     ObjectMetric("cvpr25_dsc_final", ("dice",), _dsc_final, label="Final DSC", source=CVPR25_SOURCE),
-    ObjectMetric("cvpr25_nsd_final", ("dice", "nsd"), _nsd_final, label="Final NSD", source=CVPR25_SOURCE),
+    ObjectMetric("cvpr25_nsd_final", ("dice", "cvpr25_nsd"), _nsd_final, label="Final NSD", source=CVPR25_SOURCE),
     *(ObjectMetric(f"ritm_noc{round(t * 100)}", ("iou",), _noc(t), label=f"NoC@{round(t * 100)} (IoU)",
                    digits=2, source=RITM_SOURCE) for t in RITM_THRESHOLDS),
     *(ObjectMetric(f"ritm_over_max{round(t * 100)}", ("iou",), _over_max(t), summary="sum",

@@ -146,6 +146,7 @@ class Cvpr25(Protocol):
     name = "cvpr25"
     params_class = Cvpr25Params
     prompt_kinds = ("box", "point")
+    native_metrics = ("cvpr25_nsd",)
     native_object_metrics = ("cvpr25_dsc_auc", "cvpr25_nsd_auc", "cvpr25_dsc_final", "cvpr25_nsd_final")
     native_headline = "cvpr25_dsc_auc"
     params: Cvpr25Params
