@@ -28,8 +28,8 @@ Where annosim cannot follow the source (README, "SAM-Med3D"): the source seeds o
 (7A) or once per run (7B) and the classes of a case continue one stream, while each annosim
 object starts its own ``RandomState(seed)`` (exact for the first class of a case); 7A pastes the
 classes into one label map where later classes overwrite earlier ones, annosim scores each
-class's own paste-back; the NSD is annosim's border-voxel NSD at 1 mm, not DeepMind's
-surfel-area NSD. In ``fg-only`` the pasted prediction is kept on the object's slices only.
+class's own paste-back. ``sammed3d_nsd`` is DeepMind's surfel-area NSD at 1 mm, as the source's
+metric code computes it. In ``fg-only`` the pasted prediction is kept on the object's slices only.
 """
 
 from __future__ import annotations
