@@ -243,7 +243,7 @@ def test_registered_and_listed():
     assert get_protocol("radioactive-3d-point").max_rounds == 6
     text = CliRunner().invoke(cli, ["protocols"]).output
     assert "radioactive-3d-point" in text and "radioactive-3d-center" in text
-    assert "parameters: refinements=5, slices=5, seed=1" in text
+    assert "parameters: refinements=5, slices=5, prev_prompts=False, seed=1" in text
 
 
 def _rounds(out):
@@ -260,6 +260,8 @@ def test_cli_run_with_classical_and_report_sensitivity(synthetic_manifest, tmp_p
     out, rep = tmp_path / "run", tmp_path / "rep"
     assert main(["run", "--data", str(synthetic_manifest), "--limit", "1", "--labels", "1", "--model", "classical",
                  "--protocol", "he2024,radioactive-3d-point,radioactive-3d-center", "--out", str(out), "--quiet"]) == 0
+    errors = out / "errors.jsonl"
+    assert not errors.exists() or errors.read_text().strip() == ""
     rows = [r for r in _rounds(out) if r["protocol"].startswith("radioactive-3d") and r["setting"] == "full"]
     assert {r["protocol"] for r in rows} == {"radioactive-3d-point", "radioactive-3d-center"}
     assert all(0 <= float(r["dice"]) <= 1 for r in rows)
@@ -290,6 +292,31 @@ def test_cli_run_with_random_weight_sammed3d(synthetic_manifest, tmp_path, one_t
                  "--model", "sam-med3d-turbo", "--checkpoint", str(ckpt),
                  "--protocol", "radioactive-3d-point,radioactive-3d-center", "--out", str(out), "--quiet"]) == 0
     rows = _rounds(out)
+    errors = out / "errors.jsonl"
+    assert not errors.exists() or errors.read_text().strip() == ""
     for name in ("radioactive-3d-point", "radioactive-3d-center"):
         got = [int(r["round"]) for r in rows if r["protocol"] == name]
         assert 1 <= len(got) <= 6 and got == list(range(1, len(got) + 1))
+
+
+def test_with_prev_point_sends_the_new_point_without_the_mask():
+    """IP L421-422: WithPrevPoint merges the steps into a new PromptStep without masks; S3
+    L231-250 keeps the first point inside the patch (the newest): one point, no low-res logits."""
+    model = ScriptedPatch(empty)
+    out = run("radioactive-3d-point", model, ct(), truth((3, 5, 6), (3, 5, 7), (4, 5, 6), (3, 5, 13)),
+              prev_prompts=True)
+    assert len(out) == 6 and [len(c[0]) for c in model.calls] == [1] * 6
+    assert all(c[2] is None for c in model.calls)
+
+
+def test_truth_lost_by_the_resampling_gives_six_empty_results():
+    """IP L387-395: groundtruth_model all zero -> max_iter + 1 empty results, no model call. One
+    voxel at 1 mm resampled to 3 mm: its trilinear weight on every new voxel is below 0.5."""
+    model = ScriptedPatch(empty)
+    model.patch_spec = PatchSpec((8, 8, 8), (3.0, 3.0, 3.0), "hu")
+    model.set_volume(ct(), (1.0, 1.0, 1.0))
+    out = list(get_protocol("radioactive-3d-point").run_object(model, truth((4, 5, 6)), None, np.random.default_rng(0)))
+    assert [o.round for o in out] == [1, 2, 3, 4, 5, 6] and not any(o.prediction.any() or o.prompts for o in out)
+    assert model.calls == [] and model.patches == []
+    with pytest.raises(Exception, match="seed"):
+        get_protocol("radioactive-3d-point", seed=0)

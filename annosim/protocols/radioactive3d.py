@@ -23,8 +23,10 @@ nnU-Net's torch resampling, RS/NR; annosim's RAS-ordered array stands for the fi
    model-space prediction kept inside ``[p - 64, p + 64)`` around the initial point (P3
    L100-114); one misclassified voxel drawn with ``randint`` after ``np.random.seed(1)`` (P3
    L117-137), labelled with the truth; sent alone (``NoPrevPoint``) with the previous low-res
-   logits as the mask prompt. 5 refinements, no early stop; where no voxel is misclassified the
-   source crashes (``randint(0)``) and annosim stops the object.
+   logits as the mask prompt (``prev_prompts=true``, ``WithPrevPoint``: the same point without
+   them, see :class:`Radioactive3dParams`). 5 refinements, no early stop; where no voxel is
+   misclassified the source crashes (``randint(0)``) and annosim stops the object. A truth that
+   the resampling loses entirely gives 6 empty results without prompts (IP L387-395).
 4. The prediction is the patch's logits > 0.5 (S3 L325) in the model volume, resampled back to
    the case grid as a label (S3 L101-106); scored with annosim's Dice (the source's ``nneval``
    Dice per class).
@@ -62,17 +64,24 @@ class Radioactive3dParams:
         Refinement steps after the initial point (``interactive_max_iter`` = 5: 6 results).
     slices : int
         Seed slices of the point-interpolation line (``radioactive-3d-center``; 5).
+    prev_prompts : bool
+        The source's ``WithPrevPoint`` classes (IP L862-903): the merged step carries no mask
+        (IP L421-422) and the inferer keeps only the first point inside the patch, the newest
+        (S3 L231-250), so each step sends its new point without the low-res logits (False:
+        ``NoPrevPoint``, the new point with them).
     seed : int
-        The source's seed (1, ER L96; ``np.random.seed`` before every draw).
+        The source's seed (1, ER L96; ``np.random.seed`` before every draw; >= 1: the source
+        reseeds only on a nonzero seed, P3 L123).
     """
 
     refinements: int = 5
     slices: int = 5
+    prev_prompts: bool = False
     seed: int = rr.SOURCE_SEED
 
     def __post_init__(self) -> None:
-        if self.refinements < 0 or self.slices < 1:
-            raise ValueError("refinements must be >= 0 and slices >= 1")
+        if self.refinements < 0 or self.slices < 1 or self.seed < 1:
+            raise ValueError("refinements must be >= 0, slices >= 1 and seed >= 1")
 
 
 class _Radioactive3d(Protocol):
@@ -115,6 +124,10 @@ class _Radioactive3d(Protocol):
         sp, target, size = tuple(float(s) for s in spacing)[::-1], tuple(spec.spacing)[::-1], tuple(spec.size)[::-1]
         image = r3.resample(canonical_to_ras(volume), sp, target)
         g_model = r3.resample(g_ras, sp, target, is_seg=True)
+        if not g_model.any():  # IP L387-395: a truth lost by the resampling -> 6 empty results
+            for k in range(1, self.max_rounds + 1):
+                yield RoundOutcome(k, np.zeros(g.shape, dtype=bool), [], 0, 0, call.lap())
+            return
         point = self.initial_point(rr.to_sar(g), g_ras.shape, sp, target, size)
         if np.any(point < 0) or np.any(point >= image.shape):
             raise RuntimeError(f"initial point {point.tolist()} outside the model volume {image.shape} "
@@ -144,7 +157,7 @@ class _Radioactive3d(Protocol):
             if logits.shape != size:
                 raise ValueError(f"predict_patch returned logits {np.asarray(out.logits).shape}, "
                                  f"expected the patch shape {tuple(spec.size)}")
-            low_res = out.low_res
+            low_res = None if p.prev_prompts else out.low_res
             seg = np.zeros(image.shape, dtype=bool)
             window_paste(seg, logits > r3.LOGIT_THRESHOLD, begin)
             pred = ras_to_canonical(r3.resample(seg, target, sp, shape=g_ras.shape, is_seg=True)) & fm[:, None, None]
