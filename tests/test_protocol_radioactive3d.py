@@ -320,3 +320,29 @@ def test_truth_lost_by_the_resampling_gives_six_empty_results():
     assert model.calls == [] and model.patches == []
     with pytest.raises(Exception, match="seed"):
         get_protocol("radioactive-3d-point", seed=0)
+
+
+def test_sample_ct_end_to_end_with_classical(shared_data):
+    """Both prompters on the sample CT (3 mm, RAS: model space 1.5 mm): 6 rounds per object; the
+    initial point of radioactive-3d-point is written at the drawn SAR voxel (P3 L26-47: the
+    inverse of the sparse factor returns it), a truth voxel; every first click is positive."""
+    from annosim.data.layouts import open_dataset
+    from annosim.models.classical import ClassicalModel
+    from annosim.engine.case import evaluate_case
+    from annosim.protocols.radioactive_rules import points_from_sar, to_sar
+
+    d = shared_data / "totalseg-abdomen"
+    case = open_dataset(f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}").cases[0].load()
+    res = evaluate_case(case, ClassicalModel(), ["radioactive-3d-point", "radioactive-3d-center"],
+                        settings=("full",), labels=[1, 2])
+    assert res.errors == []
+    for name in ("radioactive-3d-point", "radioactive-3d-center"):
+        for lab in (1, 2):
+            assert [r["round"] for r in res.rows if r["protocol"] == name and r["label"] == lab] == [1, 2, 3, 4, 5, 6]
+    first = {(p["protocol"], p["label"]): p for p in res.prompts if p["round"] == 1}
+    for (name, lab), p in first.items():
+        assert p["positive"] and case.label[p["z"], p["y"], p["x"]] == lab
+        if name == "radioactive-3d-point":
+            sar = to_sar(case.label == lab)
+            drawn = r3.random_fg_voxel(sar)[0][::-1]          # back to SAR (z, y, x)
+            assert [p["z"], p["y"], p["x"]] == points_from_sar(drawn[None], sar.shape)[0].tolist()
