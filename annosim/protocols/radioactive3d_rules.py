@@ -14,7 +14,9 @@ resampling the source calls (RS L11-46, NR L14-171), not torchio's:
 * new shape ``int(round(n * s / t))`` per axis (ND L27-35);
 * ``F.interpolate(mode='trilinear', align_corners=False)``: new voxel ``u`` reads old index
   ``max((u + 1/2) * n / n' - 1/2, 0)``, linear between its two neighbours, the last voxel
-  repeated past the end; computed in float32 as torch's CPU kernel;
+  repeated past the end; computed in float32, axis by axis (torch's vectorised kernel sums in
+  another order: values agree to float32 rounding, so a label voxel interpolated to within
+  ~1e-6 of 0.5 can fall the other way);
 * where one spacing (old or new) is more than 3x the smallest (ND L15-71: one axis only), the two
   other axes linearly first, then that axis by ``nearest-exact`` (old ``floor((u + 1/2) * n / n')``);
 * a label: the same interpolation of the 0/1 mask, then ``> 0.5`` after each step (NR L83-89,
