@@ -110,6 +110,13 @@ def test_resampling_is_torch_interpolate_with_nnunet_separate_axis():
             np.testing.assert_array_equal(got, d > 0.5)
         else:
             np.testing.assert_allclose(got, d, atol=1e-5)
+    # (8, 7, 9) -> (15, 14, 7): 16 label voxels interpolate to within 1e-6 of 0.5; they fall as
+    # torch's CPU kernel sums them (last axis innermost, fused multiply-adds)
+    m = np.random.default_rng(0).random((8, 7, 9)) > 0.5
+    ref = F.interpolate(torch.from_numpy(m.astype(np.float32))[None, None], (15, 14, 7), mode="trilinear",
+                        align_corners=False)[0, 0].numpy()
+    assert int((np.abs(ref - 0.5) < 1e-6).sum()) == 16
+    np.testing.assert_array_equal(r3.resample(m, SP, SP, shape=(15, 14, 7), is_seg=True), ref > 0.5)
 
 
 def test_isolate_keeps_p_minus_half_to_p_plus_half_clipped():

@@ -14,9 +14,9 @@ resampling the source calls (RS L11-46, NR L14-171), not torchio's:
 * new shape ``int(round(n * s / t))`` per axis (ND L27-35);
 * ``F.interpolate(mode='trilinear', align_corners=False)``: new voxel ``u`` reads old index
   ``max((u + 1/2) * n / n' - 1/2, 0)``, linear between its two neighbours, the last voxel
-  repeated past the end; computed in float32, axis by axis (torch's vectorised kernel sums in
-  another order: values agree to float32 rounding, so a label voxel interpolated to within
-  ~1e-6 of 0.5 can fall the other way);
+  repeated past the end; float32 axis by axis from the last one, with the fused multiply-adds
+  of torch's CPU kernel (``fma`` for the source index and for ``x0 w0 + x1 w1``), so that labels
+  interpolated to exactly 0.5 fall as there;
 * where one spacing (old or new) is more than 3x the smallest (ND L15-71: one axis only), the two
   other axes linearly first, then that axis by ``nearest-exact`` (old ``floor((u + 1/2) * n / n')``);
 * a label: the same interpolation of the 0/1 mask, then ``> 0.5`` after each step (NR L83-89,
@@ -64,12 +64,17 @@ def _linear(a: np.ndarray, axis: int, n_new: int) -> np.ndarray:
     if n == n_new:
         return a
     scale = np.float32(n) / np.float32(n_new)
-    src = np.maximum((np.arange(n_new, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5), np.float32(0))
-    lo = src.astype(np.int64)
+    d = (np.arange(n_new, dtype=np.float32) + np.float32(0.5)).astype(np.float64)
+    # fused multiply-add (float64 product of float32 is exact, one rounding), as torch's build
+    src = np.maximum((np.float64(scale) * d - 0.5).astype(np.float32), np.float32(0))
+    lo = np.minimum(np.floor(src).astype(np.int64), n - 1)
     hi = np.minimum(lo + 1, n - 1)
-    w = (src - lo.astype(np.float32)).reshape([-1 if d == axis else 1 for d in range(a.ndim)])
+    shape = [-1 if k == axis else 1 for k in range(a.ndim)]
+    w1 = np.clip(src - lo.astype(np.float32), np.float32(0), np.float32(1)).astype(np.float32)
+    w0 = (np.float32(1) - w1).reshape(shape).astype(np.float64)
     x0, x1 = np.take(a, lo, axis=axis), np.take(a, hi, axis=axis)
-    return (x0 * (np.float32(1) - w) + x1 * w).astype(np.float32)
+    last = (x1 * w1.reshape(shape)).astype(np.float32).astype(np.float64)
+    return (x0.astype(np.float64) * w0 + last).astype(np.float32)  # fma(x0, w0, x1 * w1)
 
 
 def _nearest_exact(a: np.ndarray, axis: int, n_new: int) -> np.ndarray:
@@ -90,7 +95,7 @@ def resample(array: np.ndarray, spacing: tuple[float, ...], target: tuple[float,
     shape = tuple(int(s) for s in (shape if shape is not None else model_shape(a.shape, spacing, target)))
     axis = separate_axis(spacing, target)
     inplane = [d for d in range(3) if d != axis]
-    for d in inplane:
+    for d in reversed(inplane):  # torch nests the last axis innermost
         a = _linear(a, d, shape[d])
     if is_seg and any(a.shape[d] != array.shape[d] for d in inplane):
         a = (a > 0.5).astype(np.float32)
