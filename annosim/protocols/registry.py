@@ -145,6 +145,24 @@ PROTOCOLS: tuple[ProtocolEntry, ...] = (
         "RadioActive benchmark (DKFZ), MIC-DKFZ/radioactive @1796386 (interactive_prompter.py, prompt_utils.py)",
     ),
     ProtocolEntry(
+        "radioactive-3d-point", "annosim.protocols.radioactive3d:Radioactive3dPoint",
+        "RadioActive 3D cropped prompter for patch models: one random GT voxel (seed 1), the 128^3 patch "
+        "centred on it (nnU-Net resampling to 1.5 mm, percentile clip, z-norm), fixed; then 5 refinements, "
+        "each one random misclassified voxel within +-64 of the first point (reseeded), previous low-res logits.",
+        "GT voxel (initial point), GT error voxels around it (model space)",
+        "RadioActive benchmark (DKFZ), MIC-DKFZ/radioactive @1796386 (interactive_prompter.py, prompt_3d.py, "
+        "model/SAMMed3D.py)",
+    ),
+    ProtocolEntry(
+        "radioactive-3d-center", "annosim.protocols.radioactive3d:Radioactive3dCenter",
+        "RadioActive 3D cropped prompter from the centre: the middle point (by the 3rd model axis) of the "
+        "point-interpolation line within 128^3 of its centroid; then the same patch and 5 refinements as "
+        "radioactive-3d-point.",
+        "GT seed slices and centre points (initial point), GT error voxels around it (model space)",
+        "RadioActive benchmark (DKFZ), MIC-DKFZ/radioactive @1796386 (interactive_prompter.py, prompt_3d.py, "
+        "model/SAMMed3D.py)",
+    ),
+    ProtocolEntry(
         "ritm-noc", "annosim.protocols.ritm:RitmNoc",
         "RITM NoC: one click per round at the deepest point of the larger error (ties negative) on "
         "annosim's worst slice until IoU 0.90 or 20 clicks (NoC@80/85/90 in IoU).",
