@@ -328,18 +328,36 @@ class MonaiPathVISTA3D(VISTA3DModel):
         out = torch.as_tensor(out).float().cpu()
         return torch.nan_to_num(out, nan=float(self.network.NINF_VALUE))
 
-    def _to_mask(self, logits, obj):
+    def _kept_logits(self, logits, obj):
         from monai.transforms.utils import keep_components_with_positive_points
 
-        lg = logits
         if self.mode == "point" and len(obj.points):
             coords, labels = self._point_arrays(obj)
-            lg = keep_components_with_positive_points(
-                lg.clone(), torch.as_tensor(coords[None], dtype=torch.float32), torch.as_tensor(labels[None])
+            return keep_components_with_positive_points(
+                logits.clone(), torch.as_tensor(coords[None], dtype=torch.float32), torch.as_tensor(labels[None])
             )
-        mask = self.grid.net_to_volume(lg[0, 0]).numpy() > 0
-        mask[obj.outside.numpy()] = False
+        return logits
+
+    def _volume_mask(self):
+        """The whole volume resampled with F.interpolate on every call (every click, before)."""
+        if self._net is None:
+            return torch.zeros(self.shape, dtype=torch.bool)
+        mask = interpolate_to_case(self.grid, self._net).numpy() > 0
+        mask[self._obj.outside.numpy()] = False
         return torch.from_numpy(mask)
+
+    def _slice(self, z):
+        return self._volume_mask()[z].numpy().copy()
+
+
+def interpolate_to_case(grid: RASGrid, net: torch.Tensor) -> torch.Tensor:
+    """Network ``(H, W, D)`` -> canonical ``(Z, Y, X)`` with ``F.interpolate`` trilinear,
+    corner-aligned: the resampling before issue 17 item 6."""
+    t = net.float()
+    if tuple(t.shape) != grid.ras_shape:
+        t = torch.nn.functional.interpolate(t[None, None], size=grid.ras_shape, mode="trilinear",
+                                            align_corners=True)[0, 0]
+    return t.flip(0, 1).permute(2, 1, 0)
 
 
 _MONAI_RUNS: dict = {}
