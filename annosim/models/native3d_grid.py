@@ -162,7 +162,7 @@ class AxisLerp:
         frac = np.clip(pos - lo.astype(f32), f32(0.0), f32(1.0))
         if reverse:
             lo, hi, frac = lo[::-1], hi[::-1], frac[::-1]
-        as_dev = lambda a, dt: torch.as_tensor(np.ascontiguousarray(a), dtype=dt, device=device)  # noqa: E731
+        as_dev = lambda a, dt: torch.as_tensor(a.copy(), dtype=dt, device=device)  # noqa: E731
         if n_in == n_out:
             return cls(as_dev(lo, torch.int64), as_dev(hi, torch.int64), None, None)
         return cls(as_dev(lo, torch.int64), as_dev(hi, torch.int64),
