@@ -328,18 +328,36 @@ class MonaiPathVISTA3D(VISTA3DModel):
         out = torch.as_tensor(out).float().cpu()
         return torch.nan_to_num(out, nan=float(self.network.NINF_VALUE))
 
-    def _to_mask(self, logits, obj):
+    def _kept_logits(self, logits, obj):
         from monai.transforms.utils import keep_components_with_positive_points
 
-        lg = logits
         if self.mode == "point" and len(obj.points):
             coords, labels = self._point_arrays(obj)
-            lg = keep_components_with_positive_points(
-                lg.clone(), torch.as_tensor(coords[None], dtype=torch.float32), torch.as_tensor(labels[None])
+            return keep_components_with_positive_points(
+                logits.clone(), torch.as_tensor(coords[None], dtype=torch.float32), torch.as_tensor(labels[None])
             )
-        mask = self.grid.net_to_volume(lg[0, 0]).numpy() > 0
-        mask[obj.outside.numpy()] = False
+        return logits
+
+    def _volume_mask(self):
+        """The whole volume resampled with F.interpolate on every call (every click, before)."""
+        if self._net is None:
+            return torch.zeros(self.shape, dtype=torch.bool)
+        mask = interpolate_to_case(self.grid, self._net).numpy() > 0
+        mask[self._obj.outside.numpy()] = False
         return torch.from_numpy(mask)
+
+    def _slice(self, z):
+        return self._volume_mask()[z].numpy().copy()
+
+
+def interpolate_to_case(grid: RASGrid, net: torch.Tensor) -> torch.Tensor:
+    """Network ``(H, W, D)`` -> canonical ``(Z, Y, X)`` with ``F.interpolate`` trilinear,
+    corner-aligned: the resampling before issue 17 item 6."""
+    t = net.float()
+    if tuple(t.shape) != grid.ras_shape:
+        t = torch.nn.functional.interpolate(t[None, None], size=grid.ras_shape, mode="trilinear",
+                                            align_corners=True)[0, 0]
+    return t.flip(0, 1).permute(2, 1, 0)
 
 
 _MONAI_RUNS: dict = {}
@@ -361,7 +379,7 @@ def _run_he2024(model, case, settings=("full",)):
     "kw",
     [
         {"target_spacing": "none"},
-        {"target_spacing": 2.5},  # resampled both ways: net grid (56, 56, 36) -> case (64, 64, 30)
+        {"target_spacing": 2.5},  # resampled both ways: net grid (77, 77, 36) -> case (64, 64, 30)
         {"target_spacing": 2.5, "flood": True},  # components grown on the device (GPU path)
         {"mode": "auto+point"},
     ],
@@ -471,3 +489,77 @@ def test_per_click_path_copies_only_the_returned_slice(checkpoint: Path, case, m
     assert [c for c in after if c[1] > slice_size] == [("cpu", volume_size), ("numpy", volume_size)]
     np.testing.assert_array_equal(vol1, vol2)
     np.testing.assert_array_equal(vol1[14], out2)
+
+
+# -- case-grid resampling once per round (issue 17 item 6) -----------------------------------------
+CLICKS = [(5, (10, 10), 1), (5, (40, 20), 0), (5, (14, 14), 1)]  # one slice, as in a he2024 round
+
+
+@pytest.mark.parametrize("mode", ["point", "auto+point"])
+def test_slice_after_each_click_is_bitwise_the_propagated_slice(checkpoint: Path, case, mode):
+    """The slice a click returns is resampled alone (NetToCase.slice), the volume once for
+    propagate (NetToCase.volume): same arithmetic, so slice == propagate()[z] bit for bit."""
+    model = make_model(checkpoint, mode=mode, target_spacing=2.5)  # net (77, 77, 36) -> case (30, 64, 64)
+    model.set_volume(case.image, case.spacing)
+    model.set_target(SPLEEN, "spleen")
+    model.start_object()
+    outs = []
+    for z, (y, x), lab in CLICKS:
+        out = model.add_clicks(z, np.array([[y, x]]), np.array([lab]))
+        value = model.resampler.slice(model._net, z)  # the float slice behind the mask
+        np.testing.assert_array_equal(out, model.propagate()[z])
+        assert torch.equal(value, model.resampler.volume(model._net)[z])
+        outs.append(out)
+    assert any(o.any() for o in outs) and not all(o.all() for o in outs)
+
+
+def test_whole_volume_is_resampled_once_per_round(checkpoint: Path, case, monkeypatch):
+    """3 clicks + propagate (twice) = 1 whole-volume resample; the next click + propagate = 1 more."""
+    from annosim.models.native3d_grid import NetToCase
+
+    calls = []
+    original = NetToCase.volume
+    monkeypatch.setattr(NetToCase, "volume", lambda self, net: calls.append(net.shape) or original(self, net))
+    model = make_model(checkpoint, target_spacing=2.5)
+    model.set_volume(case.image, case.spacing)
+    model.start_object()
+    for z, (y, x), lab in CLICKS:
+        model.add_clicks(z, np.array([[y, x]]), np.array([lab]))
+    assert calls == []
+    first = model.propagate()
+    np.testing.assert_array_equal(model.propagate(), first)
+    assert calls == [(77, 77, 36)]
+    model.add_clicks(14, np.array([[22, 40]]), np.array([1]))
+    model.propagate()
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    "shape, spacing, target",
+    [((30, 64, 64), (3.0, 2.0, 2.0), 2.5), ((7, 9, 11), (2.0, 1.0, 1.3), 1.1), ((30, 101, 122), (3.0,) * 3, 1.5)],
+    ids=["shrink-xy", "odd", "sample-ct-grid"],
+)
+def test_separable_resample_matches_f_interpolate_trilinear(shape, spacing, target):
+    """NetToCase == torch's trilinear ``F.interpolate(align_corners=True)`` (the resampling of
+    MONAI ``Spacingd(align_corners=True)``, annosim/models/native3d_grid.py docstring) to float
+    rounding, on random logits: values within 1e-5, masks equal wherever |value| >= 1e-5."""
+    grid = RASGrid(shape, spacing, target)
+    net = torch.from_numpy(np.random.default_rng(1).normal(0.0, 2.0, grid.net_shape).astype(np.float32))
+    got = grid.net_to_case().volume(net)
+    ref = interpolate_to_case(grid, net)
+    assert got.shape == ref.shape == shape
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+    differ = (got > 0) != (ref > 0)
+    assert not (differ & (ref.abs() >= 1e-5)).any()
+    assert all(torch.equal(grid.net_to_case().slice(net, z), got[z]) for z in range(shape[0]))
+
+
+def test_separable_resample_by_hand():
+    """Net (H, W, D) = (2, 1, 2) -> case (Z, Y, X) = (3, 1, 3): ras[i, 0, k] = 4 i + 2 k on the
+    corner-aligned grid, and canonical[z, 0, x] = ras[X - 1 - x, 0, z] (module docstring)."""
+    grid = RASGrid((3, 1, 3), (1.0, 1.0, 1.0), 1.5)
+    assert grid.net_shape == (2, 1, 2)
+    net = torch.tensor([[[0.0, 4.0]], [[8.0, 12.0]]])
+    got = grid.net_to_case().volume(net)
+    assert got[:, 0].tolist() == [[8.0, 4.0, 0.0], [10.0, 6.0, 2.0], [12.0, 8.0, 4.0]]
+    assert grid.net_to_case().slice(net, 1)[0].tolist() == [10.0, 6.0, 2.0]

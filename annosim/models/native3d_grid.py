@@ -13,6 +13,15 @@ RAS array may be resampled to another voxel size with trilinear interpolation on
 grids (``align_corners=True``, as MONAI ``Spacingd(align_corners=True)``): an axis of ``n`` voxels
 of size ``s`` becomes ``n' = max(1, round(n * s / t))`` voxels of size about ``t``, and index ``i``
 maps to ``i * (n' - 1) / (n - 1)``.
+
+The way back (network logits -> case grid, :class:`NetToCase`) is the same trilinear map written
+as three 1D linear interpolations, one axis after the other (canonical z = RAS D first, then y,
+then x), each ``a[lo] * w_lo + a[hi] * w_hi`` with separate multiply and add operations. Every
+output voxel is computed by the same operations from the same inputs whether one slice or the
+whole volume is asked for, so a slice equals that slice of the volume bit for bit. The 1D
+weights are torch's (float32 positions ``o * scale``), so it agrees with
+``F.interpolate(mode="trilinear", align_corners=True)`` to float rounding: only the order of the
+products and sums differs (about 3e-7 relative on random values).
 """
 
 from __future__ import annotations
@@ -96,12 +105,23 @@ class RASGrid:
             t = F.interpolate(t, size=self.net_shape, mode="trilinear", align_corners=True)
         return t
 
+    def net_to_case(self, device: torch.device | str = "cpu") -> "NetToCase":
+        """The network -> canonical resampler of this grid, its tables on ``device``."""
+        z, y, x = self.shape
+        h, w, d = self.net_shape
+        return NetToCase(
+            (z, y, x),
+            (
+                AxisLerp.build(d, z, False, device),
+                AxisLerp.build(w, y, True, device),  # canonical y = Y - 1 - RAS j
+                AxisLerp.build(h, x, True, device),  # canonical x = X - 1 - RAS i
+            ),
+        )
+
     def net_to_volume(self, net: torch.Tensor) -> torch.Tensor:
-        """Network-grid float tensor ``(*net_shape)`` -> canonical ``(Z, Y, X)`` float tensor."""
-        t = net.float()
-        if tuple(t.shape) != self.ras_shape:
-            t = F.interpolate(t[None, None], size=self.ras_shape, mode="trilinear", align_corners=True)[0, 0]
-        return t.flip(0, 1).permute(2, 1, 0)
+        """Network-grid float tensor ``(*net_shape)`` -> canonical ``(Z, Y, X)`` float32 tensor
+        (:class:`NetToCase`; its tables are built on each call, a model keeps one instead)."""
+        return self.net_to_case(net.device).volume(net)
 
     # -- points ----------------------------------------------------------------------------------
     def points_to_net(self, zyx: np.ndarray) -> np.ndarray:
@@ -116,3 +136,69 @@ class RASGrid:
             [(m - 1) / (n - 1) if n > 1 else 0.0 for n, m in zip(self.ras_shape, self.net_shape)]
         )
         return np.rint(ras * scale).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class AxisLerp:
+    """Linear interpolation along one axis on corner-aligned grids: output index ``o`` reads
+    input indices ``lo[o]``, ``hi[o]`` with weights ``w_lo[o]``, ``w_hi[o]`` (tensors ``(n_out,)``
+    on one device; weights ``None`` when the axis keeps its size: a plain gather)."""
+
+    lo: torch.Tensor
+    hi: torch.Tensor
+    w_lo: torch.Tensor | None
+    w_hi: torch.Tensor | None
+
+    @classmethod
+    def build(cls, n_in: int, n_out: int, reverse: bool, device: torch.device | str) -> "AxisLerp":
+        """Tables for ``n_in`` -> ``n_out`` voxels (``align_corners=True``: output ``o`` sits at
+        input position ``o * (n_in - 1) / (n_out - 1)``, 0 when ``n_out == 1``, computed in float32
+        as torch's upsample kernels do); ``reverse`` flips the output axis."""
+        f32 = np.float32
+        scale = f32(n_in - 1) / f32(n_out - 1) if n_out > 1 else f32(0.0)
+        pos = np.arange(n_out, dtype=f32) * scale  # float32, as torch's upsample kernels
+        lo = np.minimum(np.floor(pos).astype(np.int64), n_in - 1)
+        hi = np.minimum(lo + 1, n_in - 1)
+        frac = np.clip(pos - lo.astype(f32), f32(0.0), f32(1.0))
+        if reverse:
+            lo, hi, frac = lo[::-1], hi[::-1], frac[::-1]
+        as_dev = lambda a, dt: torch.as_tensor(a.copy(), dtype=dt, device=device)  # noqa: E731
+        if n_in == n_out:
+            return cls(as_dev(lo, torch.int64), as_dev(hi, torch.int64), None, None)
+        return cls(as_dev(lo, torch.int64), as_dev(hi, torch.int64),
+                   as_dev(f32(1.0) - frac, torch.float32), as_dev(frac, torch.float32))
+
+    def apply(self, t: torch.Tensor, axis: int, part: slice = slice(None)) -> torch.Tensor:
+        """``t`` interpolated along ``axis`` to the output indices ``part`` of this axis."""
+        a = t.index_select(axis, self.lo[part])
+        if self.w_lo is None or self.w_hi is None:
+            return a
+        shape = [1] * t.dim()
+        shape[axis] = -1
+        b = t.index_select(axis, self.hi[part])
+        return a * self.w_lo[part].view(shape) + b * self.w_hi[part].view(shape)
+
+
+@dataclass(frozen=True)
+class NetToCase:
+    """Network-grid RAS tensor ``(H, W, D)`` -> canonical ``(Z, Y, X)`` float32 (module
+    docstring), built by :meth:`RASGrid.net_to_case`: :meth:`slice` and :meth:`volume` agree bit
+    for bit."""
+
+    shape: tuple[int, int, int]
+    axes: tuple[AxisLerp, AxisLerp, AxisLerp]  # canonical z, y, x
+
+    def _resample(self, net: torch.Tensor, z: slice) -> torch.Tensor:
+        t = net.float().permute(2, 1, 0)  # (D, W, H): canonical axis order, y and x reversed
+        t = self.axes[0].apply(t, 0, z)
+        t = self.axes[1].apply(t, 1)
+        return self.axes[2].apply(t, 2)
+
+    def volume(self, net: torch.Tensor) -> torch.Tensor:
+        """The whole canonical volume ``(Z, Y, X)`` float32 on ``net``'s device."""
+        return self._resample(net, slice(None))
+
+    def slice(self, net: torch.Tensor, z: int) -> torch.Tensor:
+        """Canonical slice ``z`` ``(Y, X)`` float32 on ``net``'s device (only its two network
+        slices along D are read)."""
+        return self._resample(net, slice(int(z), int(z) + 1))[0]

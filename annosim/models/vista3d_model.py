@@ -22,14 +22,18 @@ Where each convention comes from
   components that contain a positive click (``keep_components_with_positive_points``, as the
   bundle's ``VistaPostTransformd``). Logits > 0 are foreground. Both steps run on the network's
   device (:mod:`annosim.models.vista3d_device`: MONAI's inferer stitches on the CPU and labels
-  components with scikit-image): the logits never leave the device; a click copies back only the
-  slice it returns, ``propagate`` the volume once per new prediction.
+  components with scikit-image): the logits never leave the device.
+- Back to the case's grid (:class:`~annosim.models.native3d_grid.NetToCase`, trilinear,
+  corner-aligned): a click resamples only the slice it returns (and copies only that slice to
+  the host); the whole volume is resampled once, when ``propagate`` (or anything else) first
+  needs it after a click, and cached until the next click. The slice a click returns is bit for
+  bit that slice of ``propagate()``.
 - Class indices: ``vista3d/data/jsons/label_dict.json`` of Project-MONAI/VISTA (liver 1,
   kidney 2, spleen 3, pancreas 4, right kidney 5, ...); :data:`DEFAULT_LABEL_MAP` holds the
   abdominal structures.
 
 Rounds for this native-3D model: every ``add_clicks`` call runs the network around the new clicks
-and updates the whole volume; ``propagate`` returns it. Mode ``auto`` is prompt-free
+and updates the whole network-grid prediction; ``propagate`` returns it on the case's grid. Mode ``auto`` is prompt-free
 (:attr:`VISTA3DModel.prompt_free`): the engine records one round from ``propagate()``; clicks
 given anyway are ignored.
 """
@@ -49,7 +53,7 @@ from annosim.errors import ConfigError, InputError
 from annosim.params import coerce_overrides
 from annosim.models.base import SliceModelBase
 from annosim.models.patch_slices import SlicePatchMixin
-from annosim.models.native3d_grid import RASGrid
+from annosim.models.native3d_grid import NetToCase, RASGrid
 from annosim.models.vista3d_device import as_device_tensor, keep_positive_components, point_window_logits
 from annosim.models.vista3d_weights import download_bundle_weights, load_vista3d
 
@@ -235,12 +239,14 @@ class VISTA3DModel(SlicePatchMixin, SliceModelBase):
         self.checkpoint = Path(checkpoint).expanduser() if checkpoint else download_bundle_weights()
         self.network = load_vista3d(self.checkpoint, self.device)
         self.grid: RASGrid | None = None
+        self.resampler: NetToCase | None = None
         self.image: torch.Tensor | None = None
         self.class_id: int | None = None
         self.label_name: str | None = None
         self._auto_cache: dict[int, torch.Tensor] = {}
         self._obj: _Object | None = None
-        self._pred_dev: torch.Tensor | None = None  # bool canonical (Z, Y, X) on the device
+        self._net: torch.Tensor | None = None  # (H, W, D) logits thresholded at 0, or None: empty
+        self._pred_dev: torch.Tensor | None = None  # bool canonical (Z, Y, X), made when first needed
         self._pred: np.ndarray | None = None  # its host copy, made by propagate
 
     # -- engine hints ------------------------------------------------------------------------------
@@ -267,13 +273,13 @@ class VISTA3DModel(SlicePatchMixin, SliceModelBase):
         """Resample to the network grid (RAS, :attr:`target_spacing`) and scale HU to [0, 1]."""
         super().set_volume(volume, spacing)
         self.grid = RASGrid(self.shape, self.spacing, self.target_spacing)  # type: ignore[arg-type]
+        self.resampler = self.grid.net_to_case(self.device)
         hu = self.grid.volume_to_net(np.asarray(volume, dtype=np.float32))
         lo, hi = HU_WINDOW
         self.image = ((hu - lo) / (hi - lo)).clamp_(0.0, 1.0).to(self.device)
         self._auto_cache = {}
         self._obj = None
-        self._pred_dev = None
-        self._pred = None
+        self._set_prediction(None)
 
     def set_target(self, label_value: int, label_name: str) -> None:
         """Name the structure of the next object; looks up its VISTA3D class in :attr:`label_map`."""
@@ -297,11 +303,7 @@ class VISTA3DModel(SlicePatchMixin, SliceModelBase):
             np.zeros((0, 3), np.int64), np.zeros(0, np.int64), start, start,
             torch.from_numpy(outside).to(self.device),
         )
-        if start is not None:
-            self._pred_dev = self._to_mask(start, self._obj)
-        else:
-            self._pred_dev = torch.zeros(self.shape, dtype=torch.bool, device=self.device)  # type: ignore[arg-type]
-        self._pred = None
+        self._set_prediction(start)
 
     # -- prompts -----------------------------------------------------------------------------------
     def add_clicks(
@@ -309,7 +311,8 @@ class VISTA3DModel(SlicePatchMixin, SliceModelBase):
     ) -> np.ndarray:
         """Clicks ``(K, 2)`` ``(y, x)`` on slice ``z`` -> VISTA3D points; returns slice ``z``.
 
-        The whole-volume prediction is updated (windows centred on the new clicks). ``replace``
+        The network-grid prediction is updated (windows centred on the new clicks); only slice
+        ``z`` is resampled to the case's grid. ``replace``
         drops earlier clicks on slice ``z`` and reruns every click from the starting state. In
         mode ``auto`` the clicks are ignored.
         """
@@ -331,27 +334,53 @@ class VISTA3DModel(SlicePatchMixin, SliceModelBase):
         obj.points = np.concatenate([obj.points, new])
         obj.labels = np.concatenate([obj.labels, (labs > 0).astype(np.int64)])
         obj.logits = self._point_logits(obj, first_new)
-        self._pred_dev = self._to_mask(obj.logits, obj)
-        self._pred = None
+        self._set_prediction(self._kept_logits(obj.logits, obj))
         return self._slice(int(z))
 
     def propagate(self) -> np.ndarray:
         """The current whole-volume prediction, bool ``(Z, Y, X)`` (empty outside the frames):
-        the one device->host copy of the volume, made once per new prediction."""
+        resampled and copied to the host once per new prediction."""
         self._require_object()
         if self._pred is None:
-            self._pred = self._pred_dev.cpu().numpy().copy()  # type: ignore[union-attr]
+            self._pred = self._volume_mask().cpu().numpy().copy()
         return self._pred.copy()
 
     # -- internals ---------------------------------------------------------------------------------
     def _require_object(self) -> _Object:
-        if self._obj is None or self._pred_dev is None:
+        if self._obj is None:
             raise RuntimeError("start_object must be called before prompting")
         return self._obj
 
+    def _set_prediction(self, net_logits: torch.Tensor | None) -> None:
+        """New network-grid prediction ``(1, 1, *net_shape)`` (``None``: empty); drops the
+        case-grid mask and its host copy."""
+        self._net = None if net_logits is None else net_logits[0, 0]
+        self._pred_dev = None
+        self._pred = None
+
+    def _volume_mask(self) -> torch.Tensor:
+        """The case-grid mask, bool ``(Z, Y, X)`` on the device, empty outside the frames:
+        resampled once per prediction (:meth:`NetToCase.volume`) and cached."""
+        obj = self._require_object()
+        if self._pred_dev is None:
+            if self._net is None:
+                self._pred_dev = torch.zeros(self.shape, dtype=torch.bool, device=self.device)  # type: ignore[arg-type]
+            else:
+                mask = self.resampler.volume(self._net) > 0  # type: ignore[union-attr]
+                self._pred_dev = mask & ~obj.outside[:, None, None]
+        return self._pred_dev
+
     def _slice(self, z: int) -> np.ndarray:
-        """Slice ``z`` of the current prediction, bool ``(Y, X)``: the per-click host copy."""
-        return self._pred_dev[z].cpu().numpy().copy()  # type: ignore[index]
+        """Slice ``z`` of the current prediction, bool ``(Y, X)``: the per-click host copy. Only
+        that slice is resampled (:meth:`NetToCase.slice`, bitwise the volume's slice) unless the
+        volume is already there."""
+        obj = self._require_object()
+        if self._pred_dev is not None:
+            return self._pred_dev[z].cpu().numpy().copy()
+        if self._net is None:
+            return np.zeros(self.shape[1:], dtype=bool)  # type: ignore[index]
+        mask = (self.resampler.slice(self._net, z) > 0) & ~obj.outside[z]  # type: ignore[union-attr]
+        return mask.cpu().numpy().copy()
 
     def _autocast(self) -> Any:
         return torch.autocast(self.device.type, enabled=self.amp)
@@ -413,14 +442,9 @@ class VISTA3DModel(SlicePatchMixin, SliceModelBase):
         # voxels no window reached (first clicks, no previous prediction) are background
         return torch.nan_to_num(out.float(), nan=float(self.network.NINF_VALUE))
 
-    def _to_mask(self, logits: torch.Tensor, obj: _Object) -> torch.Tensor:
-        """Network logits -> bool canonical ``(Z, Y, X)`` on the device, empty outside the frames.
-
-        Resampled to the case's grid on the device (trilinear, :meth:`RASGrid.net_to_volume`);
-        ``propagate`` and each click's returned slice read this one tensor."""
-        lg = logits
+    def _kept_logits(self, logits: torch.Tensor, obj: _Object) -> torch.Tensor:
+        """The logits ``(1, 1, *net_shape)`` the mask is read from, on the network grid and the
+        device: in mode ``point`` only the components holding a positive click keep logits > 0."""
         if self.mode == "point" and len(obj.points):
-            lg = keep_positive_components(lg, *self._point_arrays(obj))
-        mask = self.grid.net_to_volume(lg[0, 0]) > 0  # type: ignore[union-attr]
-        mask[obj.outside] = False
-        return mask
+            return keep_positive_components(logits, *self._point_arrays(obj))
+        return logits
