@@ -155,13 +155,13 @@ class _SliceState:
 
 class ClassicalModel(SlicePatchMixin, SliceModelBase):
     """Weight-free interactive baseline: click regions, geodesic cuts, frame-to-frame tracking;
-    a patch (SAM-Med3D's 128^3 at 1.5 mm, in HU) is a volume of its own (SlicePatchMixin)."""
+    a patch (``patch_size``, ``patch_spacing``; in HU) is a volume of its own (SlicePatchMixin)."""
 
     name = "classical"
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
-        self.params = ClassicalParams.from_kwargs(**kwargs)
+        self.params = ClassicalParams.from_kwargs(**self._take_patch_args(kwargs, "model 'classical'"))
         self._image: np.ndarray | None = None
         self._slices: dict[int, _SliceState] = {}
         self._pred: np.ndarray | None = None
@@ -183,7 +183,7 @@ class ClassicalModel(SlicePatchMixin, SliceModelBase):
         self._pred = None
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "params": asdict(self.params)}
+        return {"name": self.name, "params": asdict(self.params), **self.patch_description()}
 
     # -- unit conversion -------------------------------------------------------------------
     def _px(self, mm: float) -> int:

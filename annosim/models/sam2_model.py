@@ -125,6 +125,7 @@ class SAM2Model(SlicePatchMixin, Sam2PassesMixin, SliceModelBase):
         super().__init__()
         import torch
 
+        kwargs = self._take_patch_args(kwargs, "model 'sam2'")
         self.options = Sam2Options.parse(model_name=model_name, **kwargs)
         opts = self.options
         info = get_variant(opts.model_name)
@@ -282,6 +283,7 @@ class SAM2Model(SlicePatchMixin, Sam2PassesMixin, SliceModelBase):
             "frame_codec": self.frame_codec,
             "fill_holes": self.fill_holes,
             "peak_memory_bytes": self.peak_memory_bytes,
+            **self.patch_description(),
         }
 
     # -- internals -------------------------------------------------------------------------------

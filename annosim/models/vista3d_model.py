@@ -181,7 +181,9 @@ class Vista3DOptions:
     device : str, optional
         Torch device; default CUDA when available, else CPU.
     patch_size : int or 3 ints
-        Window size (default 128^3, the bundle's); multiples of 16.
+        Window size (default 128^3, the bundle's; RAS axes); multiples of 16. Under the patch
+        protocols also the patch's size (one window), beside ``patch_spacing`` (default 1.5 mm,
+        :class:`~annosim.models.patch_slices.SlicePatchArgs`).
     target_spacing : float or "none"
         Network voxel size in mm (default 1.5); ``"none"`` keeps the case's voxels.
     overlap : float
@@ -226,11 +228,14 @@ class VISTA3DModel(SlicePatchMixin, SliceModelBase):
 
     def __init__(self, **options: Any) -> None:
         super().__init__()
-        o = Vista3DOptions.parse(**options)
+        rest = {k: v for k, v in options.items() if k != "patch_spacing"}
+        o = Vista3DOptions.parse(**rest)
         self.options = o
         self.mode = o.mode
         self.label_map = parse_label_map(o.label_map)
         self.patch_size = _patch_size(o.patch_size)
+        # the patch protocols' patch is one window (patch_size is RAS (X, Y, Z), the patch (Z, Y, X))
+        self._take_patch_args(options, "model 'vista3d'", ("patch_spacing",), patch_size=self.patch_size[::-1])
         self.target_spacing = o.target_spacing
         self.overlap = float(o.overlap)
         self.device = torch.device(o.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -266,6 +271,7 @@ class VISTA3DModel(SlicePatchMixin, SliceModelBase):
             "hu_window": list(HU_WINDOW),
             "device": str(self.device),
             "amp": self.amp,
+            **self.patch_description(),
         }
 
     # -- case and object ---------------------------------------------------------------------------
