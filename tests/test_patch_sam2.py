@@ -94,6 +94,7 @@ def test_rows_rounds_and_native_columns(run_dir: Path) -> None:
             assert r["sammed3d_dsc"] == r["sammed3d_nsd"] == "nan"
     run = json.loads((run_dir / "run.json").read_text())
     assert run["model"]["args"]["patch_size"] == str(PATCH)
+    assert run["model_info"]["patch"] == {"size": [PATCH] * 3, "spacing": [1.5] * 3}
 
 
 def _replay(model: SAM2Model, case, protocol: str) -> tuple[PatchGeometry, list, list[np.ndarray]]:
@@ -182,3 +183,29 @@ def test_patch_args_set_the_spec_and_describe() -> None:
         (16, 32, 48), (3.0, 3.0, 3.0), "hu")
     assert model.patch_description() == {"patch": {"size": [16, 32, 48], "spacing": [3.0, 3.0, 3.0]}}
     assert SAM2Model.patch_spec.size == (128, 128, 128) and SAM2Model.patch_spec.spacing == (1.5, 1.5, 1.5)
+
+
+def test_radioactive_3d_prompters_run_sam2_end_to_end(shared_data: Path, checkpoint: Path, tmp_path: Path) -> None:
+    """RadioActive's 3D cropped prompters (protocol-sources.md section 8, "3D prompters"; IP
+    L364-380 one refinement point a step, no early stop) with the random-weight SAM2 on a 32^3
+    patch, 1 refinement: 2 rounds per protocol (initial point, then one corrective point), the
+    clicks cumulative 1, 2, each round's Dice in [0, 1]."""
+    out = tmp_path / "run"
+    args = ["run", "--data", _pair(shared_data), "--labels", "spleen", "--model", "sam2.1-hiera-tiny",
+            "--checkpoint", str(checkpoint), "--model-arg", f"image_size={SIZE}", "--model-arg", "device=cpu",
+            "--model-arg", f"patch_size={PATCH}", "--protocol", "radioactive-3d-point,radioactive-3d-center",
+            "--protocol-arg", "radioactive-3d-point.refinements=1",
+            "--protocol-arg", "radioactive-3d-center.refinements=1",
+            "--settings", "full", "--out", str(out), "--quiet"]
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(args) == 0
+    finally:
+        torch.set_num_threads(before)
+    rows = _rows(out)
+    got = sorted((r["protocol"], int(r["round"]), int(r["clicks"])) for r in rows)
+    assert got == [("radioactive-3d-center", 1, 1), ("radioactive-3d-center", 2, 2),
+                   ("radioactive-3d-point", 1, 1), ("radioactive-3d-point", 2, 2)]
+    for r in rows:
+        assert 0.0 <= float(r["dice"]) <= 1.0

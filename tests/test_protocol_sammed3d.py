@@ -10,6 +10,7 @@ import pytest
 
 from annosim.data.case import Case
 from annosim.engine.case import evaluate_case
+from annosim.errors import ConfigError
 from annosim.metrics.native_object import ObjectRounds, object_values
 from annosim.metrics.registry import MetricSet
 from annosim.models.base import PatchPrediction, PatchSpec, SliceModelBase
@@ -279,6 +280,31 @@ def test_classical_runs_both_protocols_end_to_end():
     assert 0 < rows[("sammed3d-2024", 1)]["sammed3d_crop_dice"] <= 1
 
 
+def test_classical_patch_size_and_spacing_model_args():
+    """--model-arg patch_size / patch_spacing set the patch classical receives (shape, mm) and its
+    describe(); default SAM-Med3D's 128^3 at 1.5 mm; a bad value is a one-line ConfigError."""
+    from annosim.models.classical import ClassicalModel
+
+    class Recording(ClassicalModel):
+        def set_patch(self, patch):
+            super().set_patch(patch)
+            self.seen = (patch.shape, self._twin.spacing)
+
+    assert ClassicalModel().patch_spec == PatchSpec((128, 128, 128), (1.5, 1.5, 1.5), "hu")
+    model = Recording(patch_size="16", patch_spacing="1.5,1,1")
+    assert model.describe()["patch"] == {"size": [16, 16, 16], "spacing": [1.5, 1.0, 1.0]}
+    img = np.full((8, 32, 32), 40.0, np.float32)
+    lab = np.zeros(img.shape, np.uint8)
+    lab[2:6, 8:20, 8:18] = 1
+    img[lab == 1] += 160.0
+    res = evaluate_case(Case("syn", img, lab, (1.5, 1.0, 1.0), {1: "box"}), model, ["sammed3d"], settings=("full",))
+    assert res.errors == [] and model.seen == ((16, 16, 16), (1.5, 1.0, 1.0))
+    for bad, says in ((dict(patch_size="8,8"), "patch_size must be 1 or 3 positive integers, got '8,8'"),
+                      (dict(patch_spacing="-1"), "patch_spacing must be 1 or 3 positive mm, got '-1'")):
+        with pytest.raises(ConfigError, match=f"^model 'classical': {says}$"):
+            ClassicalModel(**bad)
+
+
 def test_sample_ct_end_to_end_with_classical(shared_data):
     """Both protocols on the sample CT (3 mm, resampled to 1.5 mm; 128^3 patch with padding in z):
     the first click of each object is a truth voxel of the case grid (the case voxel nearest the
@@ -403,7 +429,12 @@ def test_vista3d_runs_sammed3d_on_the_sample_ct(shared_data, tmp_path, one_torch
     d = shared_data / "totalseg-abdomen"
     case = open_dataset(f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}").cases[0].load()
     model = VISTA3DModel(checkpoint=str(ckpt), patch_size=32, device="cpu")
-    assert model.patch_spec.intensity == "hu"
+    assert model.patch_spec == PatchSpec((32, 32, 32), (1.5, 1.5, 1.5), "hu")
+    other = VISTA3DModel(checkpoint=str(ckpt), patch_size="16,32,48", patch_spacing="2", device="cpu")
+    assert other.patch_spec == PatchSpec((48, 32, 16), (2.0, 2.0, 2.0), "hu")  # window RAS, patch (Z, Y, X)
+    assert other.describe()["patch"] == {"size": [48, 32, 16], "spacing": [2.0, 2.0, 2.0]}
+    with pytest.raises(ConfigError, match=r"^model 'vista3d': patch_spacing must be 1 or 3 positive mm, got '0'$"):
+        VISTA3DModel(checkpoint=str(ckpt), patch_spacing="0", device="cpu")
     res = evaluate_case(case, model, ["sammed3d", "sammed3d-2024"], settings=("full",), labels=[1])
     assert res.errors == [] and {r["protocol"] for r in res.rows} == {"sammed3d", "sammed3d-2024"}
 
