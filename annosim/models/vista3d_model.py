@@ -23,19 +23,15 @@ Where each convention comes from
   bundle's ``VistaPostTransformd``). Logits > 0 are foreground. Both steps run on the network's
   device (:mod:`annosim.models.vista3d_device`: MONAI's inferer stitches on the CPU and labels
   components with scikit-image): the logits never leave the device.
-- Back to the case's grid (:class:`~annosim.models.native3d_grid.NetToCase`, trilinear,
-  corner-aligned): a click resamples only the slice it returns (and copies only that slice to
-  the host); the whole volume is resampled once, when ``propagate`` (or anything else) first
-  needs it after a click, and cached until the next click. The slice a click returns is bit for
-  bit that slice of ``propagate()``.
+- Back to the case's grid (:class:`~annosim.models.native3d_grid.NetToCase`): a click resamples
+  and copies to the host only the slice it returns; ``propagate`` resamples the volume once per
+  new prediction (cached), bit for bit the same slices.
 - Class indices: ``vista3d/data/jsons/label_dict.json`` of Project-MONAI/VISTA (liver 1,
   kidney 2, spleen 3, pancreas 4, right kidney 5, ...); :data:`DEFAULT_LABEL_MAP` holds the
   abdominal structures.
 
-Rounds for this native-3D model: every ``add_clicks`` call runs the network around the new clicks
-and updates the whole network-grid prediction; ``propagate`` returns it on the case's grid. Mode ``auto`` is prompt-free
-(:attr:`VISTA3DModel.prompt_free`): the engine records one round from ``propagate()``; clicks
-given anyway are ignored.
+Every ``add_clicks`` runs the network around the new clicks. Mode ``auto`` is prompt-free
+(:attr:`VISTA3DModel.prompt_free`): one round from ``propagate()``; clicks are ignored.
 """
 
 from __future__ import annotations
@@ -219,10 +215,7 @@ class Vista3DOptions:
 
 
 class VISTA3DModel(SlicePatchMixin, SliceModelBase):
-    """MONAI VISTA3D as a native-3D annosim model.
-
-    Options: :class:`Vista3DOptions` (``--model-arg key=value``).
-    """
+    """MONAI VISTA3D as a native-3D annosim model; options :class:`Vista3DOptions`."""
 
     name = "vista3d"
 
