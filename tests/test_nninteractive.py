@@ -245,3 +245,27 @@ def test_he2024_end_to_end(folder: Path, case):
     last_clicks = {r["setting"]: r["clicks"] for r in res.rows}  # rows are in round order
     assert len(seen) == n_points == sum(last_clicks.values())
     handle.remove()
+
+
+def test_patch_protocols_run_and_the_case_image_comes_back(folder: Path, case):
+    """nnInteractive under the patch protocols (issue 19: every 3D model; README "Patch
+    models"): ``sammed3d`` (protocol-sources.md 7A: 1 click, IU L110-169) and
+    ``radioactive-3d-point`` (section 8, 1 refinement) on a 16^3 patch, before ``he2024``. The
+    patch twin shares the session, so the he2024 unit after them must see the case image again:
+    its rows (clicks, Dice) are those of he2024 run alone (without the hand-back it fails)."""
+    from annosim.engine.case import evaluate_case
+    from annosim.protocols.registry import get_protocol
+
+    def rows(res, protocol):
+        return [(r["setting"], r["round"], r["clicks"], r["dice"]) for r in res.rows if r["protocol"] == protocol]
+
+    alone = evaluate_case(case, make_model(folder), "he2024", settings=("full",), labels=[SPLEEN], seed=0)
+    model = NNInteractiveModel(checkpoint=str(folder), device="cpu", autozoom="false", patch_size="16")
+    assert model.describe()["patch"] == {"size": [16, 16, 16], "spacing": [1.5, 1.5, 1.5]}
+    protocols = ["sammed3d", get_protocol("radioactive-3d-point", refinements=1), "he2024"]
+    mixed = evaluate_case(case, model, protocols, settings=("full",), labels=[SPLEEN], seed=0)
+    assert mixed.errors == []
+    assert [r[1:3] for r in rows(mixed, "sammed3d")] == [(1, 1)]
+    assert [r[1:3] for r in rows(mixed, "radioactive-3d-point")] == [(1, 1), (2, 2)]
+    assert rows(mixed, "he2024") == rows(alone, "he2024")
+    assert model.session._annosim_holder is model._holder

@@ -36,6 +36,7 @@ from annosim.errors import ConfigError, InputError
 from annosim.files import unloadable_checkpoint
 from annosim.params import coerce_overrides
 from annosim.models.base import SliceModelBase
+from annosim.models.patch_slices import SlicePatchMixin
 
 def _import_session_class() -> type:
     """``nnInteractiveInferenceSession``, or :class:`ConfigError` saying how to install it."""
@@ -125,17 +126,20 @@ class NNInteractiveOptions:
         return cls(**coerce_overrides(cls, kwargs, "model 'nninteractive'"))
 
 
-class NNInteractiveModel(SliceModelBase):
+class NNInteractiveModel(SlicePatchMixin, SliceModelBase):
     """nnInteractive's ``nnInteractiveInferenceSession`` as a native-3D annosim model.
 
-    Options: :class:`NNInteractiveOptions` (``--model-arg key=value``).
+    Options: :class:`NNInteractiveOptions` (``--model-arg key=value``; ``patch_size`` and
+    ``patch_spacing`` under the patch protocols). The patch twin shares the session, so the
+    image the session holds has an owner: whoever prompts next gives the session its own
+    volume again first (:meth:`_hold_session`).
     """
 
     name = "nninteractive"
 
     def __init__(self, **options: Any) -> None:
         super().__init__()
-        o = NNInteractiveOptions.parse(**options)
+        o = NNInteractiveOptions.parse(**self._take_patch_args(options, "model 'nninteractive'"))
         self.options = o
         checkpoint, device, fold = o.checkpoint, o.device, o.fold
         session_cls = _import_session_class()
@@ -173,6 +177,8 @@ class NNInteractiveModel(SliceModelBase):
         #: prompts of the current object in order: ("point", z, y, x, positive) or ("box", z, y0, x0, y1, x1)
         self._prompts: list[tuple[Any, ...]] = []
         self._started = False
+        #: the token the session carries while it holds this model's volume
+        self._holder = object()
 
     # -- bookkeeping ---------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
@@ -182,6 +188,7 @@ class NNInteractiveModel(SliceModelBase):
             "device": str(self.device),
             "autozoom": bool(self.session.do_autozoom),
             "nninteractive_version": str(getattr(self.session, "INFERENCE_SESSION_VERSION", "?")),
+            **self.patch_description(),
         }
 
     def _quiet(self) -> contextlib.AbstractContextManager:
@@ -192,16 +199,34 @@ class NNInteractiveModel(SliceModelBase):
     def set_volume(self, volume: np.ndarray, spacing: tuple[float, float, float]) -> None:
         """Give the session the HU volume as ``(1, Z, Y, X)`` float32 (no preprocessing)."""
         super().set_volume(volume, spacing)
-        image = np.ascontiguousarray(volume, dtype=np.float32)[None]
+        self._give_image()
+        self._started = False
+
+    def _give_image(self) -> None:
+        """Hand the session this model's volume and a fresh target buffer; mark it the holder."""
+        image = np.ascontiguousarray(self.case_volume, dtype=np.float32)[None]
         with self._quiet():
             self.session.set_image(image)
             self._target = torch.zeros(self.shape, dtype=torch.uint8)  # type: ignore[arg-type]
             self.session.set_target_buffer(self._target)
-        self._started = False
+        self.session._annosim_holder = self._holder
+
+    def _hold_session(self) -> None:
+        """Give the session this model's volume again if a patch twin (or the case, for a twin)
+        set another image since (the twin shares the session)."""
+        if getattr(self.session, "_annosim_holder", None) is not self._holder:
+            self._give_image()
+
+    def _patch_twin(self) -> Any:
+        """The mixin's twin with an owner token of its own (it shares the session)."""
+        twin = super()._patch_twin()
+        twin._holder = object()
+        return twin
 
     def start_object(self, frames: np.ndarray | None = None) -> None:
         """Reset every interaction (and the prediction) of the session."""
         super().start_object(frames)
+        self._hold_session()
         with self._quiet():
             self.session.reset_interactions()
         self._prompts = []

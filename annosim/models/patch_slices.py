@@ -1,6 +1,6 @@
 """3D points on a patch for a model of the slice API (README, "Patch models"):
-:class:`SlicePatchMixin` lets ``classical``, SAM2 and VISTA3D run under the patch protocols, each
-with its own preprocessing of the HU patch. The patch is SAM-Med3D's (128^3 at 1.5 mm) unless
+:class:`SlicePatchMixin` lets ``classical``, SAM2, VISTA3D and nnInteractive run under the patch
+protocols, each with its own preprocessing of the HU patch. The patch is SAM-Med3D's (128^3 at 1.5 mm) unless
 ``--model-arg patch_size=N|Z,Y,X`` and ``patch_spacing=MM|SZ,SY,SX`` say otherwise
 (:class:`SlicePatchArgs`, read by :meth:`SlicePatchMixin._take_patch_args`).
 
