@@ -193,9 +193,11 @@ def test_radioactive_3d_prompters_run_sam2_end_to_end(shared_data: Path, checkpo
     out = tmp_path / "run"
     args = ["run", "--data", _pair(shared_data), "--labels", "spleen", "--model", "sam2.1-hiera-tiny",
             "--checkpoint", str(checkpoint), "--model-arg", f"image_size={SIZE}", "--model-arg", "device=cpu",
-            "--model-arg", f"patch_size={PATCH}", "--protocol", "radioactive-3d-point,radioactive-3d-center",
+            "--model-arg", f"patch_size={PATCH}", "--protocol",
+            "radioactive-3d-point,radioactive-3d-center,radioactive-3d-center-2dalgo",
             "--protocol-arg", "radioactive-3d-point.refinements=1",
             "--protocol-arg", "radioactive-3d-center.refinements=1",
+            "--protocol-arg", "radioactive-3d-center-2dalgo.refinements=1",
             "--settings", "full", "--out", str(out), "--quiet"]
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -206,6 +208,7 @@ def test_radioactive_3d_prompters_run_sam2_end_to_end(shared_data: Path, checkpo
     rows = _rows(out)
     got = sorted((r["protocol"], int(r["round"]), int(r["clicks"])) for r in rows)
     assert got == [("radioactive-3d-center", 1, 1), ("radioactive-3d-center", 2, 2),
+                   ("radioactive-3d-center-2dalgo", 1, 1), ("radioactive-3d-center-2dalgo", 2, 2),
                    ("radioactive-3d-point", 1, 1), ("radioactive-3d-point", 2, 2)]
     for r in rows:
         assert 0.0 <= float(r["dice"]) <= 1.0

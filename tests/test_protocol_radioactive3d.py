@@ -266,15 +266,17 @@ def test_cli_run_with_classical_and_report_sensitivity(synthetic_manifest, tmp_p
 
     out, rep = tmp_path / "run", tmp_path / "rep"
     assert main(["run", "--data", str(synthetic_manifest), "--limit", "1", "--labels", "1", "--model", "classical",
-                 "--protocol", "he2024,radioactive-3d-point,radioactive-3d-center", "--out", str(out), "--quiet"]) == 0
+                 "--protocol", "he2024,radioactive-3d-point,radioactive-3d-center,radioactive-3d-center-2dalgo",
+                 "--out", str(out), "--quiet"]) == 0
     errors = out / "errors.jsonl"
     assert not errors.exists() or errors.read_text().strip() == ""
     rows = [r for r in _rounds(out) if r["protocol"].startswith("radioactive-3d") and r["setting"] == "full"]
-    assert {r["protocol"] for r in rows} == {"radioactive-3d-point", "radioactive-3d-center"}
+    assert {r["protocol"] for r in rows} == {"radioactive-3d-point", "radioactive-3d-center",
+                                             "radioactive-3d-center-2dalgo"}
     assert all(0 <= float(r["dice"]) <= 1 for r in rows)
     assert main(["report", str(out), "--out", str(rep), "--no-qc", "--n-boot", "100"]) == 0
     sens = pd.read_csv(rep / "sensitivity.csv")
-    assert {"he2024", "radioactive-3d-point", "radioactive-3d-center"} <= set(sens.columns)
+    assert {"he2024", "radioactive-3d-point", "radioactive-3d-center", "radioactive-3d-center-2dalgo"} <= set(sens.columns)
     assert sens["radioactive-3d-point"].between(0, 1).all()
 
 
@@ -297,11 +299,12 @@ def test_cli_run_with_random_weight_sammed3d(synthetic_manifest, tmp_path, one_t
     out = tmp_path / "run"
     assert main(["run", "--data", str(synthetic_manifest), "--limit", "1", "--labels", "1", "--settings", "full",
                  "--model", "sam-med3d-turbo", "--checkpoint", str(ckpt),
-                 "--protocol", "radioactive-3d-point,radioactive-3d-center", "--out", str(out), "--quiet"]) == 0
+                 "--protocol", "radioactive-3d-point,radioactive-3d-center,radioactive-3d-center-2dalgo",
+                 "--out", str(out), "--quiet"]) == 0
     rows = _rounds(out)
     errors = out / "errors.jsonl"
     assert not errors.exists() or errors.read_text().strip() == ""
-    for name in ("radioactive-3d-point", "radioactive-3d-center"):
+    for name in ("radioactive-3d-point", "radioactive-3d-center", "radioactive-3d-center-2dalgo"):
         got = [int(r["round"]) for r in rows if r["protocol"] == name]
         assert 1 <= len(got) <= 6 and got == list(range(1, len(got) + 1))
 
@@ -353,3 +356,94 @@ def test_sample_ct_end_to_end_with_classical(shared_data):
             sar = to_sar(case.label == lab)
             drawn = r3.random_fg_voxel(sar)[0][::-1]          # back to SAR (z, y, x)
             assert [p["z"], p["y"], p["x"]] == points_from_sar(drawn[None], sar.shape)[0].tolist()
+
+
+# -- radioactive-3d-center-2dalgo (IP L481-669) -----------------------------------------------------
+def _algo(pred, gt):
+    from annosim.protocols.radioactive_rules import SourceRandom
+
+    return r3.algo2d_step(pred, gt, SourceRandom(1))
+
+
+def test_algo2d_positive_step_is_one_centroid_of_the_largest_fn_component():
+    """IP L519-526: no prediction -> binomial(1, 0 / n) = 0, positive; IP L528-549: the largest
+    FN component (a 3x3x3 cube at 2..4 beats a single voxel), one centroid point per axis-0
+    slice (2,3,3), (3,3,3), (4,3,3); IP L657-662: one of them by choice(3, 1) from the global
+    state after that binomial draw, label 1."""
+    gt = np.zeros((8, 8, 8), bool)
+    gt[2:5, 2:5, 2:5] = True
+    gt[7, 7, 7] = True
+    rs = np.random.RandomState(1)
+    assert rs.binomial(1, 0.0) == 0
+    want = [(2, 3, 3), (3, 3, 3), (4, 3, 3)][int(rs.choice(3, 1, replace=False)[0])]
+    point, lab = _algo(np.zeros_like(gt), gt)
+    assert tuple(point.tolist()) == want and lab == 1
+
+
+def test_algo2d_negative_step_is_a_scribble_pixel_on_the_worst_axis1_plane():
+    """IP L519-526 without guards: no FN -> binomial(1, 1.0) = 1, negative; IP L551-556: the
+    axis-1 plane with the most FP (j = 4: the prediction reaches one voxel beyond the truth all
+    round there); IP L600-618: the contour scribble's predicted pixels on that plane are the
+    points, label 0; the kept point lies on plane j = 4 and is predicted."""
+    gt = np.zeros((12, 12, 12), bool)
+    gt[3:9, 3:9, 3:9] = True
+    pred = gt.copy()
+    pred[2:10, 4, 2:10] = True
+    point, lab = _algo(pred, gt)
+    assert lab == 0 and point[1] == 4 and pred[tuple(point)]
+
+
+def test_algo2d_negative_fallback_draws_five_fp_voxels_labelled_one():
+    """IP L558-568: the worst plane (j = 6) holds no truth -> a full line at its most-predicted
+    column (k = 1: 2 pixels), whose predicted pixels (1,6,1), (3,6,1) are the points, label 0.
+    IP L587-588, P3 L26-47: where the truth on the worst plane is one voxel the prediction holds,
+    the scribble (its dilated contour) meets no predicted pixel, so min(5, |FP|) FP voxels are
+    drawn after np.random.seed(1), labelled 1, and one is kept by choice from that state."""
+    gt = np.zeros((10, 10, 10), bool)
+    gt[4, 2, 4] = True
+    pred = np.zeros_like(gt)
+    pred[[1, 1, 3], 6, [1, 2, 1]] = True        # FP only on plane j = 6, which holds no truth
+    point, lab = _algo(pred, gt)
+    assert lab == 0 and point[1] == 6 and point[2] == 1 and pred[tuple(point)]
+    # the fallback: a truth on the worst plane whose scribble lies nowhere on the prediction
+    gt2 = np.zeros((10, 10, 10), bool)
+    gt2[5, 6, 8] = True
+    pred2 = np.zeros_like(gt2)
+    pred2[[1, 1, 2, 2, 3, 3], 6, [1, 2, 1, 2, 1, 2]] = True
+    pred2[5, 6, 8] = True                       # the truth predicted: no FN, the scribble misses the FP
+    rs = np.random.RandomState(1)
+    assert rs.binomial(1, 1.0) == 1
+    vox = np.array(np.where(pred2 & ~gt2)).T
+    rs = np.random.RandomState(1)               # P3 L27-28: reseeded
+    picks = vox[rs.choice(len(vox), 5, replace=False)]
+    want = picks[int(rs.choice(5, 1, replace=False)[0])]
+    point, lab = _algo(pred2, gt2)
+    assert point.tolist() == want.tolist() and lab == 1
+
+
+def test_algo2d_without_error_stops_where_the_source_divides_by_zero():
+    """IP L525: fp / (fn + fp) = 0 / 0 -> binomial(1, nan) raises; annosim stops (None)."""
+    gt = np.zeros((6, 6, 6), bool)
+    gt[2, 2, 2] = True
+    assert _algo(gt.copy(), gt) is None
+
+
+def test_algo2d_protocol_runs_on_the_sample_ct_with_classical(shared_data):
+    """radioactive-3d-center-2dalgo end to end: the initial point of radioactive-3d-center (the
+    same first round), then refinements by the 2D logic; up to 6 rounds, listed in the registry."""
+    from annosim.data.layouts import open_dataset
+    from annosim.engine.case import evaluate_case
+    from annosim.models.classical import ClassicalModel
+
+    assert "radioactive-3d-center-2dalgo" in {e.name for e in list_protocols()}
+    d = shared_data / "totalseg-abdomen"
+    case = open_dataset(f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}").cases[0].load()
+    res = evaluate_case(case, ClassicalModel(), ["radioactive-3d-center", "radioactive-3d-center-2dalgo"],
+                        settings=("full",), labels=[1])
+    assert res.errors == []
+    algo = [r for r in res.rows if r["protocol"] == "radioactive-3d-center-2dalgo"]
+    centre = [r for r in res.rows if r["protocol"] == "radioactive-3d-center"]
+    assert 2 <= len(algo) <= 6 and [r["round"] for r in algo] == list(range(1, len(algo) + 1))
+    assert algo[0]["dice"] == centre[0]["dice"]
+    first = [(p["z"], p["y"], p["x"]) for p in res.prompts if p["round"] == 1]
+    assert len(first) == 2 and first[0] == first[1]

@@ -34,7 +34,9 @@ nnU-Net's torch resampling, RS/NR; annosim's RAS-ordered array stands for the fi
 Where annosim cannot follow the source (README, "radioactive-*"): the source's model space is
 the file's voxel order without reorientation and its spacing ``|diag(affine)|``; annosim uses the
 RAS order of its canonical case (the same for files stored RAS; for others the raster order of
-the draws and the sort's axis differ). Seeds are the source's (1), not ``--seed``. In ``fg-only``
+the draws and the sort's axis differ). Seeds are the source's (1), not ``--seed``.
+``radioactive-3d-center-2dalgo`` continues the source's global numpy state between its unseeded
+draws; annosim starts it afresh per object (exact for the first object a prompter sees). In ``fg-only``
 the prediction is kept on the object's slices only.
 """
 
@@ -107,6 +109,11 @@ class _Radioactive3d(Protocol):
         """The model-space initial point, int ``(3,)`` RAS ``(i, j, k)``."""
         raise NotImplementedError
 
+    def refine(self, pred: np.ndarray, gt: np.ndarray, rng: rr.SourceRandom) -> tuple[np.ndarray, int] | None:
+        """One refinement on the isolated model-space masks: a reseeded misclassified voxel (P3
+        L117-137); ``None`` where the source crashes."""
+        return r3.misclassified_voxel(pred, gt, self.params.seed)
+
     def run_object(
         self, model: SliceModel, gt: np.ndarray, frames: np.ndarray | None, rng: np.random.Generator,
     ) -> Iterator[RoundOutcome]:
@@ -140,12 +147,13 @@ class _Radioactive3d(Protocol):
             patch = znorm_positive(patch)
         call("set_patch", np.ascontiguousarray(ras_to_canonical(patch)))
         sent, label, low_res = point, 1, None
+        source_rng = rr.SourceRandom(p.seed)  # the source's global numpy state, seeded when the prompter is built
         seg = np.zeros(image.shape, dtype=bool)
         annotated: set[int] = set()
         for k in range(1, self.max_rounds + 1):
             if k > 1:
-                step = r3.misclassified_voxel(r3.isolate(seg, point, size), r3.isolate(g_model, point, size), p.seed)
-                if step is None:  # P3 L128: the source's randint(0) raises here
+                step = self.refine(r3.isolate(seg, point, size), r3.isolate(g_model, point, size), source_rng)
+                if step is None:  # where the source raises (P3 L128: randint(0); IP L525: 0 / 0)
                     return
                 sent, label = step
             local = sent - begin
@@ -209,3 +217,14 @@ class Radioactive3dCenter(_Radioactive3d):
                       target: tuple[float, ...], size: tuple[int, int, int]) -> np.ndarray:
         line = r3.points_to_model(r3.interpolation_line(g_sar, self.params.slices), shape, spacing, target)
         return r3.middle_point(r3.subset_to_box(line, size))[0]
+
+
+class Radioactive3dCenter2dAlgo(Radioactive3dCenter):
+    """``threeDCroppedFromCenterAnd2dAlgoInteractivePrompterNoPrevPoint`` (IP L481-669): the
+    initial point and patch of ``radioactive-3d-center``; each refinement applies the 2D
+    negative / positive logic inside the isolated patch region (:func:`radioactive3d_rules.algo2d_step`)."""
+
+    name = "radioactive-3d-center-2dalgo"
+
+    def refine(self, pred: np.ndarray, gt: np.ndarray, rng: rr.SourceRandom) -> tuple[np.ndarray, int] | None:
+        return r3.algo2d_step(pred, gt, rng)

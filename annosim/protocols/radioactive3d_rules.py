@@ -191,3 +191,33 @@ def clip_percentiles(image: np.ndarray) -> np.ndarray:
     """S3 L79-84: the resampled volume clipped to its own 0.5 and 99.5 percentiles (``np.percentile``)."""
     lo, hi = np.percentile(image, CLIP_PERCENTILES)
     return np.clip(image, lo, hi).astype(np.float32)
+
+
+#: FP voxels drawn by the 2dAlgo negative step's fallback (IP L516 ``negative_failed_choose_n_points``).
+ALGO2D_FALLBACK_POINTS = 5
+
+
+def algo2d_step(pred: np.ndarray, gt: np.ndarray, rng: rr.SourceRandom,
+                n_points: int = 1) -> tuple[np.ndarray, int] | None:
+    """IP L519-669 (``threeDCroppedFromCenterAnd2dAlgo...``) on the isolated bool model-space
+    ``pred`` and ``gt``: negative step with probability ``binomial(1, |FP| / (|FN| + |FP|))``
+    drawn from the source's global state ``rng.state`` with **no** FN = 0 / FP = 0 guards (IP
+    L519-526); negative: the 2D contour scribble on the axis-1 plane with the most FP
+    (:func:`radioactive_rules.negative_step`, its fallback drawing 5 FP voxels, numpy reseeded,
+    labelled 1 as P3 L26-47 labels them); positive: the 2D positive step (largest FN component,
+    one centroid point per axis-0 slice, IP L528-549). Then ``n_points`` (1) of the step's points
+    by ``choice(range(n), n_points, replace=False)`` from the global state (IP L657-662); model
+    order, no axis swap. Returns ``((3,) int point, label)`` of the first kept point, or ``None``
+    where the source fails (no error left: its ``0 / 0`` gives ``binomial(1, nan)``, which raises).
+    """
+    pred, gt = np.asarray(pred, dtype=bool), np.asarray(gt, dtype=bool)
+    fn, fp = gt & ~pred, pred & ~gt
+    n_fn, n_fp = int(fn.sum()), int(fp.sum())
+    if n_fn + n_fp == 0:
+        return None
+    if rng.state.binomial(1, n_fp / (n_fn + n_fp)):
+        coords, labels = rr.negative_step(gt, pred, fp, rng, fallback=ALGO2D_FALLBACK_POINTS)
+    else:
+        coords, labels = rr.positive_step(fn)
+    keep = rng.state.choice(len(coords), min(int(n_points), len(coords)), replace=False)
+    return np.asarray(coords[keep[0]], dtype=np.int64), int(labels[keep[0]])

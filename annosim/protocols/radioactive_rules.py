@@ -269,12 +269,12 @@ def contour_scribble(
 
 
 def negative_step(
-    gt: np.ndarray, pred: np.ndarray, fp: np.ndarray, rng: SourceRandom
+    gt: np.ndarray, pred: np.ndarray, fp: np.ndarray, rng: SourceRandom, fallback: int = FALLBACK_POINTS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """IP L233-294: on the :func:`max_fp_plane`, a full-height line at the column with the most
     predicted pixels when the plane holds no truth, else a :func:`contour_scribble`; its pixels
     that the plane's prediction holds are the negative points ``(z, plane, x)``. Fallback (no
-    scribble, or none of it predicted): P3 L26-47 on the FP mask, numpy reseeded, 3 voxels by
+    scribble, or none of it predicted): P3 L26-47 on the FP mask, numpy reseeded, ``fallback`` (3) voxels by
     ``choice(replace=False)`` over ``np.where`` order, **labelled 1** as that function labels
     them. Returns int ``(K, 3)`` ``(z, y, x)`` and labels ``(K,)``."""
     plane = max_fp_plane(fp)
@@ -292,7 +292,7 @@ def negative_step(
             return out.astype(np.int64), np.zeros(len(out), dtype=np.int64)
     rs = rng.reseed()
     vox = np.array(np.where(fp == 1)).T
-    picks = vox[rs.choice(len(vox), size=min(len(vox), FALLBACK_POINTS), replace=False)]
+    picks = vox[rs.choice(len(vox), size=min(len(vox), fallback), replace=False)]
     return picks.astype(np.int64), np.ones(len(picks), dtype=np.int64)
 
 

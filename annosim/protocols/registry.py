@@ -163,6 +163,16 @@ PROTOCOLS: tuple[ProtocolEntry, ...] = (
         "model/SAMMed3D.py)",
     ),
     ProtocolEntry(
+        "radioactive-3d-center-2dalgo", "annosim.protocols.radioactive3d:Radioactive3dCenter2dAlgo",
+        "RadioActive 3D cropped prompter from the centre with the 2D refinement logic: the initial point and "
+        "patch of radioactive-3d-center; each of 5 refinements draws negative or positive by |FP|/(|FN|+|FP|) "
+        "(no guards), a contour-scribble negative on the worst axis-1 plane (fallback 5 FP voxels) or the "
+        "largest FN component's slice centroids, one point kept at random.",
+        "GT seed slices and centre points (initial point), GT error regions around it (model space)",
+        "RadioActive benchmark (DKFZ), MIC-DKFZ/radioactive @1796386 (interactive_prompter.py L481-669, "
+        "prompt_3d.py, utils/interactivity.py)",
+    ),
+    ProtocolEntry(
         "ritm-noc", "annosim.protocols.ritm:RitmNoc",
         "RITM NoC: one click per round at the deepest point of the larger error (ties negative) on "
         "annosim's worst slice until IoU 0.90 or 20 clicks (NoC@80/85/90 in IoU).",
