@@ -69,9 +69,38 @@ def check(ok: bool, what: str, t: int) -> None:
         raise SystemExit(1)
 
 
+def check_algo2d(algo, gen: np.random.Generator, g: np.ndarray, pred: np.ndarray, t: int) -> int:
+    """IP L621-669 (``threeDCroppedFromCenterAnd2dAlgo``'s ``get_next_prompt_step``, the source's
+    global numpy state warmed by a few draws) beside ``radioactive3d_rules.algo2d_step`` on the
+    same isolation box: the same point, label and numpy state after. 0 where the source fails."""
+    from annosim.protocols import radioactive3d_rules as r3
+    from annosim.protocols import radioactive_rules as rr
+    from radioa.prompts.prompt import PromptStep
+
+    p = np.array([int(gen.integers(0, s)) for s in g.shape])
+    size = (8, 8, 8)
+    gi, pi = r3.isolate(g, p, size), r3.isolate(pred, p, size)
+    if np.array_equal(gi, pi):
+        return 0
+    warm = int(gen.integers(0, 5))
+    np.random.seed(1)
+    np.random.random_sample(warm)
+    rng = rr.SourceRandom()
+    rng.state.random_sample(warm)
+    algo.groundtruth_model = g.astype(np.uint8)
+    step = algo.get_next_prompt_step(pred.astype(np.uint8), None, [PromptStep(point_prompts=(p[None], [1]))])
+    mine = r3.algo2d_step(pi, gi, rng)
+    check(mine is not None and np.asarray(step.coords)[0].tolist() == mine[0].tolist()
+          and int(np.asarray(step.labels)[0]) == mine[1], "2dAlgo step", t)
+    s1, s2 = np.random.get_state(), rng.state.get_state()
+    check(np.array_equal(s1[1], s2[1]) and s1[2] == s2[2], "numpy state after the 2dAlgo step", t)
+    return 1
+
+
 def main(src: Path, n: int = 400) -> None:
     from annosim.protocols import radioactive_rules as rr
     from radioa.prompts import prompt_utils as pu
+    from radioa.prompts import interactive_prompter as ip
     from radioa.prompts.interactive_prompter import twoDInteractivePrompter
     from radioa.utils import interactivity as ia
 
@@ -79,7 +108,11 @@ def main(src: Path, n: int = 400) -> None:
     prompter.seed, prompter.contour_distance, prompter.disk_size_range = 1, 2, (0, 0)
     prompter.scribble_length, prompter.negative_failed_choose_n_points = 0.6, 3
     gen = np.random.default_rng(0)
-    counts = dict.fromkeys(("prompts", "scribbles", "negative", "fallback", "line", "positive"), 0)
+    counts = dict.fromkeys(("prompts", "scribbles", "negative", "fallback", "line", "positive", "2dalgo"), 0)
+    algo = object.__new__(ip.threeDCroppedFromCenterAnd2dAlgoInteractivePrompterNoPrevPoint)
+    algo.seed, algo.contour_distance, algo.disk_size_range, algo.scribble_length = 1, 2, (0, 0), 0.6
+    algo.negative_failed_choose_n_points, algo.num_corrective_prompts, algo.n_ccs_positive_interaction = 5, 1, 1
+    algo.isolate_around_initial_point_size = (8, 8, 8)
     for t in range(n):
         shape = (int(gen.integers(3, 12)), int(gen.integers(8, 30)), int(gen.integers(8, 30)))
         g = ndimage.binary_dilation(gen.random(shape) < 0.06, iterations=int(gen.integers(1, 3)))
@@ -137,6 +170,7 @@ def main(src: Path, n: int = 400) -> None:
         counts["negative" if negative else "positive"] += 1
         counts["fallback"] += int(negative and set(labels.tolist()) == {1})
         counts["line"] += int(negative and not g[:, rr.max_fp_plane(pred & ~g)].any())
+        counts["2dalgo"] += check_algo2d(algo, gen, g, pred, t)
     counts["propagations"] = check_propagation(gen, n // 4)
     counts["loops"] = check_loops(gen, n // 8)
     print("identical:", ", ".join(f"{k} {v}" for k, v in counts.items()))
