@@ -417,3 +417,36 @@ def test_a_model_without_the_one_shot_hooks_is_refused_before_any_case(synthetic
     assert "predict_slice()" in capsys.readouterr().err and not out.exists()
     assert main(manifest_run_args(synthetic_manifest, out, "--protocol", "radioactive-one-point")) == 2
     assert "predict_slice" in capsys.readouterr().err and not out.exists()
+
+
+def test_2d_prompters_run_random_weight_sam2_on_the_sample_ct(shared_data, tmp_path, one_torch_thread):
+    """The four 2D prompters with a random-weight SAM2.1 Hiera-tiny (image size 64, saved as an
+    official checkpoint) through ``annosim run`` on the sample CT's spleen, 1 refinement each:
+    one-shot slices (``predict_slice``, IP L296-329's mask prompts through
+    ``predict_slice_masked``), 1-2 rows per protocol in round order, Dice in [0, 1], no error."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("sam2")
+    from annosim.models.sam2_checkpoints import build_video_predictor
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "sam21_tiny_random.pt"
+    torch.save({"model": build_video_predictor("configs/sam2.1/sam2.1_hiera_t.yaml", 64).state_dict()}, ckpt)
+    names = ("radioactive-point-interpolation", "radioactive-box-interpolation", "radioactive-point-propagation",
+             "radioactive-one-point")
+    d = shared_data / "totalseg-abdomen"
+    out = tmp_path / "run"
+    args = ["run", "--data", f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}", "--labels", "spleen",
+            "--model", "sam2.1-hiera-tiny", "--checkpoint", str(ckpt), "--model-arg", "image_size=64",
+            "--model-arg", "device=cpu", "--protocol", ",".join(names), "--settings", "full",
+            "--out", str(out), "--quiet"]
+    for n in names:
+        args += ["--protocol-arg", f"{n}.refinements=1"]
+    assert main(args) == 0
+    errors = out / "errors.jsonl"
+    assert not errors.exists() or errors.read_text().strip() == ""
+    with open(out / "rounds.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for n in names:
+        got = [int(r["round"]) for r in rows if r["protocol"] == n]
+        assert got in ([1], [1, 2]), (n, got)
+    assert all(0.0 <= float(r["dice"]) <= 1.0 for r in rows)
