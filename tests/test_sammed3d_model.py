@@ -147,3 +147,23 @@ def test_sample_ct_end_to_end(shared_data, small_checkpoint, one_torch_thread):
     assert res.errors == []
     assert {(r["protocol"], r["setting"]) for r in res.rows} == {
         (p, s) for p in ("sammed3d", "sammed3d-2024") for s in ("full", "fg-only")}
+
+
+def test_sample_ct_radioactive_3d_prompters(shared_data, small_checkpoint, one_torch_thread):
+    """RadioActive's three 3D cropped prompters (protocol-sources.md section 8) on the sample
+    CT's spleen with the random-weight network, 2 refinements each: rounds 1..n in order
+    (n <= 3; fewer only where no voxel is misclassified), one click per round, Dice in [0, 1]."""
+    from annosim.data.layouts import open_dataset
+    from annosim.protocols.registry import get_protocol
+
+    d = shared_data / "totalseg-abdomen"
+    case = open_dataset(f"{d / 'ct.nii.gz'} {d / 'seg.nii.gz'}").cases[0].load()
+    m = SamMed3DModel(checkpoint=str(small_checkpoint), device="cpu")
+    names = ("radioactive-3d-point", "radioactive-3d-center", "radioactive-3d-center-2dalgo")
+    res = evaluate_case(case, m, [get_protocol(n, refinements=2) for n in names], settings=("full",), labels=[1])
+    assert res.errors == []
+    for n in names:
+        rows = [r for r in res.rows if r["protocol"] == n]
+        assert 1 <= len(rows) <= 3 and [r["round"] for r in rows] == list(range(1, len(rows) + 1))
+        assert [r["clicks"] for r in rows] == list(range(1, len(rows) + 1))
+        assert all(0.0 <= r["dice"] <= 1.0 for r in rows)
