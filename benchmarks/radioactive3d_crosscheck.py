@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+import radioactive_source
+
 STUBS = {
     "loguru.py": "class _L:\n    def __getattr__(self, k):\n        return lambda *a, **kw: None\nlogger = _L()\n",
     "torchvision/transforms/functional.py": "resize = to_pil_image = None\n",
@@ -33,17 +35,8 @@ SPACINGS = ((1.5, 1.5, 1.5), (3.0, 3.0, 3.0), (0.8, 0.8, 2.0), (0.7, 0.7, 5.0), 
 
 
 def build_tree(src: Path, root: Path) -> None:
-    """The source's modules and the stand-ins under ``root`` (packages get ``__init__``)."""
-    files = {f: (src / f).read_text() for f in SOURCE_FILES} | STUBS
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        for parent in path.relative_to(root).parents:
-            if str(parent) != ".":
-                init = root / parent / "__init__.py"
-                if not init.exists():
-                    init.touch()
+    """The source's modules and the stand-ins under ``root`` (:mod:`radioactive_source`)."""
+    radioactive_source.build_tree(src, root, SOURCE_FILES, STUBS)
 
 
 def check(ok: bool, what: str, t: int) -> None:

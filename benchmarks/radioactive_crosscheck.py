@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+import radioactive_source
+
 STUBS = {
     "loguru.py": "class _L:\n    def __getattr__(self, k):\n        return lambda *a, **kw: None\nlogger = _L()\n",
     "radioa/model/inferer.py": "class Inferer: pass\n",
@@ -52,15 +54,8 @@ SOURCE_FILES = ("radioa/prompts/prompt_utils.py", "radioa/prompts/prompt.py", "r
 
 
 def build_tree(src: Path, root: Path) -> None:
-    """The source's prompt modules and the stand-ins under ``root`` (packages get ``__init__``)."""
-    files = {f: (src / f).read_text() for f in SOURCE_FILES} | STUBS
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        for parent in path.relative_to(root).parents:
-            if str(parent) != ".":
-                (root / parent / "__init__.py").touch()
+    """The source's modules and the stand-ins under ``root`` (:mod:`radioactive_source`)."""
+    radioactive_source.build_tree(src, root, SOURCE_FILES, STUBS)
 
 
 def check(ok: bool, what: str, t: int) -> None:
