@@ -26,9 +26,8 @@ from annosim.errors import ConfigError
 from annosim.models.base import PatchPrediction, PatchSpec
 from annosim.params import coerce_overrides
 
-#: SAM-Med3D's patch (``medim_val_dataset.py``): voxels a side and mm a voxel.
-PATCH_SIZE = 128
-PATCH_SPACING_MM = 1.5
+#: SAM-Med3D's patch, 128^3 at 1.5 mm (:class:`PatchSpec`'s defaults, ``medim_val_dataset.py``).
+_SAMMED3D = PatchSpec()
 
 
 @dataclass(frozen=True)
@@ -43,8 +42,8 @@ class SlicePatchArgs:
         mm per voxel ``(Z, Y, X)``, one value for all three (default 1.5).
     """
 
-    patch_size: tuple[int, ...] | int = (PATCH_SIZE,) * 3
-    patch_spacing: tuple[float, ...] | float = (PATCH_SPACING_MM,) * 3
+    patch_size: tuple[int, ...] | int = _SAMMED3D.size
+    patch_spacing: tuple[float, ...] | float = _SAMMED3D.spacing
 
     @classmethod
     def parse(cls, owner: str, **kwargs: Any) -> "SlicePatchArgs":

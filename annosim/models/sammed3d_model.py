@@ -30,8 +30,8 @@ from annosim.errors import ConfigError, InputError
 from annosim.files import unloadable_checkpoint
 from annosim.models.base import PatchPrediction, PatchSpec, SliceModelBase
 
-#: SAM-Med3D's patch spacing (mm), the ``target_spacing`` of IU L382.
-SPACING_MM = 1.5
+#: SAM-Med3D's patch spacing (mm), the ``target_spacing`` of IU L382 (:class:`PatchSpec`'s default).
+SPACING_MM = PatchSpec().spacing[0]
 #: ViT patch size of SAM-Med3D's image encoder (``vit_patch_size``).
 VIT_PATCH = 16
 #: Window size of its windowed attention blocks (rel-pos tables of 2 * 14 - 1 rows).
